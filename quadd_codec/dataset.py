@@ -1,0 +1,88 @@
+"""`QddDataset`: a torch Dataset that dequantizes `.qdd` samples on the fly."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .reader import QddFile
+
+
+class QddDataset(Dataset):
+    """Samples of a `.qdd` file as `(float32 tensor of the sample shape, int label)`.
+
+    Only the packed codes of the requested samples are read and decoded, so memory stays
+    at the file's compressed size. `DataLoader` uses `__getitems__` to decode a whole batch
+    in one vectorized call. With `denormalize` (the default) values are in the source
+    value space (e.g. [0, 1] pixels) using the file's stored scale and offset; without it,
+    they are the stored values (e.g. the normalized space a distilled set was trained in).
+    Files without labels give label -1. Safe with DataLoader workers (fork or spawn)
+    and any sampler, `DistributedSampler` included.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        denormalize: bool = True,
+        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        verify: bool = False,
+    ) -> None:
+        self.path = os.fspath(path)
+        self.file = QddFile(self.path, verify=verify)
+        self.denormalize = denormalize
+        self.transform = transform
+        labels = self.file.labels
+        self.targets = (
+            torch.from_numpy(labels) if labels is not None
+            else torch.full((len(self.file),), -1, dtype=torch.int64)
+        )
+
+    @property
+    def num_classes(self) -> int:
+        return self.file.num_classes
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.file.class_names
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        return self.file.sample_shape
+
+    def __len__(self) -> int:
+        return len(self.file)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        x = torch.from_numpy(self.file.read([index], self.denormalize)[0])
+        if self.transform is not None:
+            x = self.transform(x)
+        return x, int(self.targets[index])
+
+    def __getitems__(self, indices: Sequence[int]) -> list[tuple[torch.Tensor, int]]:
+        batch = torch.from_numpy(self.file.read(np.asarray(indices, dtype=np.int64),
+                                                self.denormalize))
+        labels = self.targets[torch.as_tensor(indices, dtype=torch.int64)].tolist()
+        if self.transform is not None:
+            return [(self.transform(x), y) for x, y in zip(batch, labels, strict=True)]
+        return list(zip(batch.unbind(0), labels, strict=True))
+
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The whole set decoded at once: (float32 (n, *shape), int64 labels)."""
+        return torch.from_numpy(self.file.read_all(self.denormalize)), self.targets.clone()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": self.path, "denormalize": self.denormalize,
+                "transform": self.transform, "file": self.file}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        labels = self.file.labels
+        self.targets = (
+            torch.from_numpy(labels) if labels is not None
+            else torch.full((len(self.file),), -1, dtype=torch.int64)
+        )
