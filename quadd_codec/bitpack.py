@@ -34,8 +34,10 @@ def pack_rows(values: np.ndarray, bits: int) -> np.ndarray:
     values = np.asarray(values)
     if values.ndim != 2:
         raise QddValueError(f"pack_rows takes a 2-D (rows, count) array, got shape {values.shape}")
-    if values.size and int(values.max()) >> bits:
-        raise QddValueError(f"a code does not fit in {bits} bits (max {int(values.max())})")
+    if values.size and (int(values.min()) < 0 or int(values.max()) >> bits):
+        raise QddValueError(
+            f"a code does not fit in {bits} bits (min {int(values.min())}, max {int(values.max())})"
+        )
     rows, count = values.shape
     nbytes = packed_nbytes(count, bits)
     out = np.empty((rows, nbytes), dtype=np.uint8)
@@ -79,7 +81,7 @@ def unpack_rows(packed: np.ndarray, bits: int, count: int) -> np.ndarray:
     if bits == 8:
         return packed
     if bits in _BYTE_LUTS:
-        return _BYTE_LUTS[bits][packed].reshape(rows, -1)[:, :count]
+        return _BYTE_LUTS[bits][packed].reshape(rows, nbytes * (8 // bits))[:, :count]
     return _unpack_odd(packed, bits, count)
 
 

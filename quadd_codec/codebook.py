@@ -47,7 +47,7 @@ def _grouped(x: np.ndarray, group: str) -> np.ndarray:
     """View (n, *shape) as (G, values_per_group) following the group convention."""
     n = x.shape[0]
     c = channels_of(x.shape[1:])
-    per_sample = x.reshape(n, c, -1)
+    per_sample = x.reshape(n, c, int(np.prod(x.shape[1:], dtype=np.int64)) // c)  # n may be 0
     if group == "tensor":
         return per_sample.reshape(1, -1)
     if group == "channel":
@@ -104,10 +104,16 @@ def _nearest(values: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
 def fit_levels(x: np.ndarray, bits: int, codebook: str = "uniform", group: str = "channel"):
     """Fit (G, 2**bits) float32 level tables to `x` (n, *sample_shape)."""
     if codebook not in CODEBOOKS:
-        raise QddValueError(f"unknown codebook {codebook!r}; expected one of {', '.join(CODEBOOKS)}")
+        raise QddValueError(
+            f"unknown codebook {codebook!r}; expected one of {', '.join(CODEBOOKS)}"
+        )
     x = np.asarray(x, dtype=np.float32)
     if not np.isfinite(x).all():
         raise QddValueError("input holds NaN or infinite values; they cannot be quantized")
+    if x.shape[0] == 0:
+        if group == "sample-channel":  # zero samples own zero level tables
+            return np.zeros((0, 1 << bits), dtype=np.float32)
+        raise QddValueError(f"no samples to fit {group!r} levels to")
     grouped = _grouped(x, group)
     if codebook == "uniform":
         return uniform_levels(grouped.min(axis=1), grouped.max(axis=1), bits)
@@ -119,10 +125,10 @@ def quantize(x: np.ndarray, levels: np.ndarray, group: str) -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)
     n = x.shape[0]
     c = channels_of(x.shape[1:])
-    per_channel = int(np.prod(x.shape[1:], dtype=np.int64)) // c if n else 0
+    per_channel = int(np.prod(x.shape[1:], dtype=np.int64)) // c
     codes = np.empty(x.shape, dtype=np.uint8)
-    flat_codes = codes.reshape(n, c, -1)
-    flat_x = x.reshape(n, c, -1)
+    flat_codes = codes.reshape(n, c, per_channel)
+    flat_x = x.reshape(n, c, per_channel)
     lv = torch.from_numpy(np.ascontiguousarray(levels))
     chunk = max(1, _QUANT_CHUNK_VALUES // max(1, c * per_channel))
     for start in range(0, n, chunk):
@@ -141,13 +147,25 @@ def quantize(x: np.ndarray, levels: np.ndarray, group: str) -> np.ndarray:
 
 
 def quantize_array(
-    x: np.ndarray, bits: int, codebook: str = "uniform", group: str = "channel"
+    x: np.ndarray,
+    bits: int,
+    codebook: str = "uniform",
+    group: str = "channel",
+    codebook_dtype: str = "f4",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Fit levels and quantize: returns (codes uint8 like `x`, levels (G, 2**bits) float32)."""
+    """Fit levels and quantize: returns (codes uint8 like `x`, levels (G, 2**bits) float32).
+
+    With codebook_dtype "f2" the levels are rounded to float16 *before* quantizing, so
+    the codes pick the nearest of the levels the file will really hold.
+    """
     if not isinstance(bits, (int, np.integer)) or not 1 <= bits <= 8:
         raise QddValueError(f"bits must be in 1..8, got {bits!r}")
     x = np.asarray(x, dtype=np.float32)
     if x.ndim < 2:
         raise QddValueError(f"expected an array of samples (n, ...), got shape {x.shape}")
     levels = fit_levels(x, bits, codebook, group)
+    if codebook_dtype == "f2":
+        levels = np.sort(levels.astype(np.float16).astype(np.float32), axis=1)
+    elif codebook_dtype != "f4":
+        raise QddValueError(f"codebook dtype must be 'f4' or 'f2', got {codebook_dtype!r}")
     return quantize(x, levels, group), levels

@@ -161,7 +161,8 @@ def required_lengths(
     if bits == RAW_BITS:
         codebooks = 0
     else:
-        codebooks = group_count(group, n, sample_shape) * (1 << bits) * CODEBOOK_DTYPES[codebook_dtype]
+        tables = group_count(group, n, sample_shape)
+        codebooks = tables * (1 << bits) * CODEBOOK_DTYPES[codebook_dtype]
     return {
         "codebooks": codebooks,
         "codes": n * sample_nbytes(values, bits),
@@ -242,7 +243,9 @@ def check_write_args(
     if codebook_dtype not in CODEBOOK_DTYPES:
         raise QddValueError(f"codebook dtype must be 'f4' or 'f2', got {codebook_dtype!r}")
     if not 1 <= len(sample_shape) <= MAX_NDIM or any(int(d) < 1 for d in sample_shape):
-        raise QddValueError(f"per-sample shape must have 1..{MAX_NDIM} positive dims: {sample_shape}")
+        raise QddValueError(
+            f"per-sample shape must have 1..{MAX_NDIM} positive dims, got {sample_shape}"
+        )
     if n < 0 or n > MAX_COUNT or math.prod(sample_shape) > MAX_COUNT:
         raise QddValueError("sample count or sample size is out of range")
     if len(class_names) > MAX_CLASSES:
@@ -386,10 +389,12 @@ def parse_header(raw: bytes, minor: int) -> Layout:
 
 def _parse_sections(raw: list) -> tuple[Section, ...]:
     sections = []
+    seen: set[str] = set()  # a set, not a scan: a 1 MiB header can list ~80k sections
     expected_offset = 0
     for i, entry in enumerate(raw):
         if not (
-            isinstance(entry, list) and len(entry) == 4 and isinstance(entry[0], str)
+            isinstance(entry, list) and len(entry) == 4
+            and isinstance(entry[0], str) and entry[0]
             and all(isinstance(v, int) and not isinstance(v, bool) for v in entry[1:3])
             and isinstance(entry[3], bytes) and len(entry[3]) == 4
         ):
@@ -399,8 +404,9 @@ def _parse_sections(raw: list) -> tuple[Section, ...]:
             raise QddLayoutError(
                 f"section {i} is {name!r}; sections must start with {', '.join(REQUIRED_SECTIONS)}"
             )
-        if any(s.name == name for s in sections):
+        if name in seen:
             raise QddLayoutError(f"section {name!r} appears twice")
+        seen.add(name)
         if length < 0 or length > MAX_COUNT * 8:
             raise QddLayoutError(f"section {name!r} has an out-of-range length {length}")
         if offset != expected_offset:
@@ -438,6 +444,7 @@ def encoded_size(
     denorm: Denorm | None = None,
     provenance: Mapping[str, Any] | None = None,
     soft_labels: bool = False,
+    meta: Mapping[str, Any] | None = None,
 ) -> int:
     """Exact size in bytes of the `.qdd` file `write_qdd` produces for these arguments."""
     sample_shape = tuple(int(d) for d in sample_shape)
@@ -446,7 +453,7 @@ def encoded_size(
                            provenance_bytes(provenance), soft_labels)
     header = build_header(
         n=n, sample_shape=sample_shape, bits=bits, group=group, codebook_dtype=codebook_dtype,
-        class_names=class_names, denorm=denorm, section_lengths=lengths,
+        class_names=class_names, denorm=denorm, section_lengths=lengths, meta=meta,
     )
     return PREFIX_SIZE + len(header) + sum(length for _, length in lengths) + TRAILER_SIZE
 
@@ -489,13 +496,15 @@ def max_samples_per_class(
     codebook_dtype: str = "f4",
     denorm: Denorm | None = None,
     provenance: Mapping[str, Any] | None = None,
+    soft_labels: bool = False,
+    meta: Mapping[str, Any] | None = None,
 ) -> int:
     """Largest samples-per-class count whose file fits in `budget_bytes` (0 if none does)."""
     k = max(1, len(class_names))
 
     def size(ipc: int) -> int:
         return encoded_size(ipc * k, sample_shape, bits, group, class_names, codebook_dtype,
-                            denorm, provenance)
+                            denorm, provenance, soft_labels, meta)
 
     if size(1) > budget_bytes:
         return 0

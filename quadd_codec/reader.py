@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import stat
 from collections.abc import Iterable
 from typing import Any, BinaryIO
 
@@ -31,6 +32,7 @@ from .layout import (
     RAW_BITS,
     TRAILER_SIZE,
     Layout,
+    Section,
     header_crc,
     parse_header,
     parse_prefix,
@@ -64,18 +66,18 @@ class QddFile:
         self._fd: int | None = None
         self._mmap: mmap.mmap | None = None
         self._pid = os.getpid()
-        if isinstance(source, (str, os.PathLike)):
-            self.path = os.fspath(source)
-            self._open_path()
-            buf: Any = self._mmap
-        elif isinstance(source, (bytes, bytearray, memoryview)):
-            buf = bytes(source) if not isinstance(source, bytes) else source
-        elif hasattr(source, "read"):
-            buf = _read_stream(source, stream_limit)
-            verify = True  # the bytes are all in memory anyway
-        else:
-            raise QddValueError(f"cannot read a .qdd from {type(source).__name__}")
         try:
+            if isinstance(source, (str, os.PathLike)):
+                self.path = os.fspath(source)
+                self._open_path()
+                buf: Any = self._mmap
+            elif isinstance(source, (bytes, bytearray, memoryview)):
+                buf = bytes(source) if not isinstance(source, bytes) else source
+            elif hasattr(source, "read"):
+                buf = _read_stream(source, stream_limit)
+                verify = True  # the bytes are all in memory anyway
+            else:
+                raise QddValueError(f"cannot read a .qdd from {type(source).__name__}")
             self._buf = buf
             self._setup(buf, verify)
         except BaseException:
@@ -93,7 +95,11 @@ class QddFile:
         except OSError as exc:
             raise QddValueError(f"cannot open {self.path}: {exc.strerror}") from None
         self._fd = fd
-        size = os.fstat(fd).st_size
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):  # a directory opens fine on POSIX; mmap then fails
+            kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+            raise QddValueError(f"{self.path} is {kind}, not a .qdd file")
+        size = st.st_size
         if size == 0:
             raise QddTruncatedError(f"{self.path} is empty")
         self._mmap = mmap.mmap(fd, size, access=mmap.ACCESS_READ)
@@ -121,8 +127,8 @@ class QddFile:
         if verify:
             self.verify()
 
-    def _section_view(self, name: str) -> memoryview:
-        section = self.layout.section(name)
+    def _section_view(self, name: str, section: Section | None = None) -> memoryview:
+        section = section or self.layout.section(name)
         assert section is not None
         start = self.layout.data_start + section.offset
         return self._view[start : start + section.length]
@@ -130,10 +136,10 @@ class QddFile:
     def _section_array(self, name: str) -> np.ndarray:
         return np.frombuffer(self._section_view(name), dtype=np.uint8)
 
-    def _checked(self, name: str) -> memoryview:
-        section = self.layout.section(name)
+    def _checked(self, name: str, section: Section | None = None) -> memoryview:
+        section = section or self.layout.section(name)
         assert section is not None
-        data = self._section_view(name)
+        data = self._section_view(name, section)
         if crc32c(data) != section.crc:
             raise QddChecksumError(f"checksum mismatch in section {name!r}: the file is damaged")
         return data
@@ -144,7 +150,8 @@ class QddFile:
         if lay.bits == RAW_BITS:
             return np.zeros((0, 0), dtype=np.float32)
         dtype = "<f4" if lay.codebook_dtype == "f4" else "<f2"
-        levels = np.frombuffer(data, dtype=dtype).astype(np.float32).reshape(lay.groups, -1)
+        levels = np.frombuffer(data, dtype=dtype).astype(np.float32)
+        levels = levels.reshape(lay.groups, lay.num_levels)  # groups may be 0
         if not np.isfinite(levels).all():
             raise QddLayoutError("codebook holds NaN or infinite levels")
         if (np.diff(levels, axis=1) < 0).any():
@@ -349,12 +356,27 @@ class QddFile:
             out[start:stop] = self.read(slice(start, stop), denormalize)
         return out
 
+    def packed_codes(self) -> np.ndarray:
+        """All packed samples as a read-only (n, bytes per sample) uint8 view of the file."""
+        return self._codes_array().reshape(self.layout.n, self.layout.sample_nbytes)
+
+    def section_bytes(self, name: str) -> memoryview:
+        """The bytes of section `name`, after checking its CRC32C; KeyError if absent."""
+        section = self.layout.section(name)
+        if section is None:
+            raise KeyError(f"the file has no section {name!r}")
+        return self._checked(name, section)
+
+    def file_crc32c(self) -> int:
+        """CRC32C of the whole file: a fingerprint that the zarr export records."""
+        return crc32c(self._view)
+
     # ------------------------------------------------------------------ checks
 
     def verify(self) -> None:
         """Check every section's checksum and every structural rule; raises QddFormatError."""
         for section in self.layout.sections:
-            self._checked(section.name)
+            self._checked(section.name, section)  # no lookup by name: a file may list 80k
         if self.layout.section("provenance") is not None:
             self.provenance  # noqa: B018 - decoding it is the check
 

@@ -15,6 +15,7 @@ from .crc import crc32c
 from .errors import QddValueError
 from .layout import (
     CODEBOOK_DTYPES,
+    MINOR,
     PREFIX_SIZE,
     RAW_BITS,
     TRAILER_SIZE,
@@ -76,25 +77,53 @@ def encode_qdd(
         payloads["provenance"] = [prov]
     plan = section_plan(n, sample_shape, bits, group, codebook_dtype, class_names, prov,
                         soft is not None)
-    crcs = {}
     for name, length in plan:
         got = sum(len(c) for c in payloads[name])
         if got != length:  # a bug here would write a file the reader rejects
             raise AssertionError(f"section {name}: built {got} bytes, planned {length}")
+    return assemble_qdd(
+        [(name, payloads[name]) for name, _ in plan], n=n, sample_shape=sample_shape,
+        bits=bits, group=group, codebook_dtype=codebook_dtype, class_names=class_names,
+        denorm=denorm, meta=meta,
+    )
+
+
+def assemble_qdd(
+    sections: Sequence[tuple[str, Sequence[bytes | memoryview]]],
+    *,
+    n: int,
+    sample_shape: Sequence[int],
+    bits: int,
+    group: str,
+    codebook_dtype: str,
+    class_names: Sequence[str],
+    denorm: Denorm | None,
+    meta: Mapping[str, Any] | None = None,
+    minor: int = MINOR,
+) -> list[bytes | memoryview]:
+    """Frame ready section payloads (name, byte chunks) with prefix, header and trailer.
+
+    The one place that computes CRCs and lays out a file; `encode_qdd` and the zarr
+    import both end here.
+    """
+    lengths = []
+    crcs = {}
+    for name, chunks in sections:
         crc = 0
-        for chunk in payloads[name]:
+        for chunk in chunks:
             crc = crc32c(chunk, crc)
         crcs[name] = crc
+        lengths.append((name, sum(len(c) for c in chunks)))
     header = build_header(
         n=n, sample_shape=sample_shape, bits=bits, group=group, codebook_dtype=codebook_dtype,
-        class_names=class_names, denorm=denorm, section_lengths=plan, crcs=crcs, meta=meta,
+        class_names=class_names, denorm=denorm, section_lengths=lengths, crcs=crcs, meta=meta,
     )
-    total = PREFIX_SIZE + len(header) + sum(length for _, length in plan) + TRAILER_SIZE
-    chunks: list[bytes | memoryview] = [pack_prefix(header, crc32c(header)), header]
-    for name, _ in plan:
-        chunks.extend(payloads[name])
-    chunks.append(pack_trailer(total))
-    return chunks
+    total = PREFIX_SIZE + len(header) + sum(length for _, length in lengths) + TRAILER_SIZE
+    out: list[bytes | memoryview] = [pack_prefix(header, crc32c(header), minor), header]
+    for _, chunks in sections:
+        out.extend(chunks)
+    out.append(pack_trailer(total))
+    return out
 
 
 def _codebook_bytes(levels, bits, group, n, sample_shape, codebook_dtype) -> bytes:
@@ -107,7 +136,9 @@ def _codebook_bytes(levels, bits, group, n, sample_shape, codebook_dtype) -> byt
     levels = np.asarray(levels)
     want = (group_count(group, n, sample_shape), 1 << bits)
     if levels.shape != want:
-        raise QddValueError(f"levels must have shape {want} for group {group!r}, got {levels.shape}")
+        raise QddValueError(
+            f"levels must have shape {want} for group {group!r}, got {levels.shape}"
+        )
     if not np.isfinite(levels).all():
         raise QddValueError("codebook levels must be finite")
     if (np.diff(levels.astype(np.float64), axis=1) < 0).any():
@@ -124,7 +155,7 @@ def _codebook_bytes(levels, bits, group, n, sample_shape, codebook_dtype) -> byt
 
 def _code_chunks(codes: np.ndarray, bits: int, progress) -> list[bytes | memoryview]:
     n = codes.shape[0]
-    flat = codes.reshape(n, -1)
+    flat = codes.reshape(n, int(np.prod(codes.shape[1:], dtype=np.int64)))  # n may be 0
     chunks: list[bytes | memoryview] = []
     if bits == RAW_BITS:
         if codes.dtype.kind != "f":

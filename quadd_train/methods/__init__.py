@@ -50,9 +50,9 @@ class Objective(ABC):
         """Precomputed state worth checkpointing (saves recomputation on resume)."""
         return {}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict` output; called after :meth:`prepare`-equivalent
-        construction, before the first :meth:`loss`."""
+    def load_state_dict(self, state: dict[str, Any]) -> None:  # noqa: B027 - optional hook
+        """Restore :meth:`state_dict` output. Called *before* :meth:`prepare` on resume,
+        so ``prepare`` can skip precomputation that was restored."""
 
 
 OBJECTIVES: dict[str, Callable[..., Objective]] = {}

@@ -1,0 +1,296 @@
+"""`quadd encode | decode | inspect | verify`: the `.qdd` codec on the command line.
+
+quadd_codec is imported inside the commands, not here: it pulls in torch, and
+`quadd --help` should not pay for that.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .errors import atomic_file
+
+__all__ = ["decode_command", "encode_command", "inspect_command", "verify_command"]
+
+GROUPS = ("tensor", "channel", "sample-channel")
+#: Codebooks up to this many values in total are listed by `inspect`.
+_SHOW_LEVELS_MAX = 256
+_STDIN = "-"
+
+
+class _Bits(click.ParamType):
+    """1..8 bits per value, or 32 for raw float32 samples."""
+
+    name = "1..8|32"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> int:
+        try:
+            bits = int(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not an integer", param, ctx)
+        if not (1 <= bits <= 8 or bits == 32):
+            self.fail(f"{bits} is not 1..8 (or 32 for raw float32)", param, ctx)
+        return bits
+
+
+def _progress_default(progress: bool | None) -> bool:
+    return sys.stderr.isatty() if progress is None else progress
+
+
+def _progress_option(func: Any) -> Any:
+    return click.option(
+        "--progress/--no-progress", default=None,
+        help="Progress bars on stderr (default: when stderr is a terminal).",
+    )(func)
+
+
+def _open_qdd(source: str, verify: bool) -> Any:
+    from quadd_codec import QddFile
+
+    if source == _STDIN:
+        # A pipe can't be mapped: the reader streams it and checks every checksum.
+        return QddFile(sys.stdin.buffer)
+    return QddFile(source, verify=verify)
+
+
+def _label(source: str) -> str:
+    return "<stdin>" if source == _STDIN else source
+
+
+def _shape(shape: tuple[int, ...] | list[int]) -> str:
+    return "x".join(str(d) for d in shape)
+
+
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}x" if b else "n/a"
+
+
+# ------------------------------------------------------------------------ encode
+
+
+@click.command("encode")
+@click.argument("source", metavar="IN", type=click.Path(path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The .qdd file to write.")
+@click.option("-b", "--bits", required=True, type=_Bits(),
+              help="Bits per value: 1..8 (2**bits levels), or 32 to store raw float32.")
+@click.option("--codebook", type=click.Choice(["uniform", "kmeans"]), default="uniform",
+              show_default=True, help="How levels are fitted.")
+@click.option("--group", type=click.Choice(GROUPS), default="channel", show_default=True,
+              help="Which values share one level table.")
+@click.option("--codebook-dtype", type=click.Choice(["f4", "f2"]), default="f4",
+              show_default=True, help="Storage type of the levels (float32 or float16).")
+@_progress_option
+def encode_command(source: Path, output: Path, bits: int, codebook: str, group: str,
+                   codebook_dtype: str, progress: bool | None) -> None:
+    """Quantize IN and write it as a bit-packed .qdd file.
+
+    IN is a .npz (x, optional y and classes), a .npy (x only), a zarr store (group with
+    x, optional y and attribute classes; or one array) or an image folder
+    IN/<class>/*.png|jpg|jpeg. uint8 data counts as pixels and is scaled to [0, 1].
+    The same input and options always give the same bytes.
+    """
+    from tqdm import tqdm
+
+    from quadd_codec import quantize_array, write_qdd
+    from quadd_codec.sources import input_nbytes, load_source
+
+    show = _progress_default(progress)
+    if output.suffix.lower() in (".npz", ".npy", ".zarr"):
+        raise click.BadParameter(f"{output} looks like a decode output; encode writes a .qdd",
+                                 param_hint="'-o'")
+    x, y, class_names = load_source(source, progress=show)
+    n = x.shape[0]
+    if bits == 32:
+        codes, levels = x, None
+    else:
+        codes, levels = quantize_array(x, bits, codebook, group, codebook_dtype)
+    with tqdm(total=n, desc="packing", unit="sample", disable=not show, leave=False,
+              file=sys.stderr) as bar:
+        size = write_qdd(output, codes, levels, y, bits, group, class_names,
+                         codebook_dtype=codebook_dtype, progress=bar.update)
+    in_bytes = input_nbytes(source)
+    click.echo(
+        f"wrote {output}: {n} samples of {_shape(x.shape[1:])}, {bits} bits, "
+        f"{len(class_names)} classes, {size:,} bytes; "
+        f"{_ratio(x.size * 4, size)} smaller than float32, "
+        f"{_ratio(in_bytes, size)} smaller than the input ({in_bytes:,} bytes)"
+    )
+
+
+# ------------------------------------------------------------------------ decode
+
+
+def _output_kind(output: Path) -> str:
+    suffix = output.suffix.lower()
+    if suffix in (".npz", ".npy", ".zarr"):
+        return suffix[1:]
+    if suffix == ".qdd":
+        raise click.BadParameter(
+            "decode writes .npz, .npy, .zarr or an image directory, not .qdd", param_hint="'-o'"
+        )
+    return "dir"
+
+
+@click.command("decode")
+@click.argument("source", metavar="IN.qdd", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+              help="OUT.npz (x, y, classes), OUT.npy (x), OUT.zarr (lossless store) or a "
+              "directory of PNGs OUT/<class>/<index>.png.")
+@click.option("--force", is_flag=True,
+              help="Replace an existing non-empty output directory or zarr store.")
+@_progress_option
+def decode_command(source: str, output: Path, force: bool, progress: bool | None) -> None:
+    """Decode IN.qdd ("-" reads stdin) to arrays, a zarr store or images.
+
+    Arrays and images hold the dequantized samples in the source value space (the file's
+    de-normalization applied); a .zarr store keeps the packed codes, so it converts back
+    to the identical .qdd. Output appears atomically: a failure leaves none behind.
+    """
+    import numpy as np
+
+    from quadd_codec.imagefolder import atomic_directory, write_image_folder
+
+    kind = _output_kind(output)
+    show = _progress_default(progress)
+    with _open_qdd(source, verify=True) as f:
+        if kind == "zarr":
+            from quadd_codec.zarr_io import export_zarr
+
+            export_zarr(f, output, replace=force)
+            click.echo(f"wrote {output}: zarr store of {f.n} samples (packed {f.bits}-bit codes)")
+            return
+        x = f.read_all(denormalize=True)
+        labels, names = f.labels, f.class_names
+    if kind == "npz":
+        arrays: dict[str, Any] = {"x": x}
+        if labels is not None:
+            arrays["y"] = labels
+            arrays["classes"] = np.array(names, dtype=str)
+        with atomic_file(output) as out:
+            np.savez(out, **arrays)
+    elif kind == "npy":
+        with atomic_file(output) as out:
+            np.save(out, x)
+    else:
+        with atomic_directory(output, replace=force) as tmp:
+            write_image_folder(x, labels, names, tmp, progress=show)
+    what = "images" if kind == "dir" else "samples"
+    click.echo(f"wrote {output}: {x.shape[0]} {what} of {_shape(x.shape[1:])}")
+
+
+# ----------------------------------------------------------------------- inspect
+
+
+def inspect_info(f: Any, label: str) -> dict[str, Any]:
+    """Everything `quadd inspect` reports about an open QddFile, as a JSON-ready dict."""
+    import numpy as np
+
+    from quadd_codec import MAJOR
+
+    lay = f.layout
+    parts = f.byte_breakdown()
+    required = ("prefix+header", "codebooks", "codes", "labels", "trailer")
+    extras = {k: v for k, v in parts.items() if k not in required}
+    breakdown = {"prefix+header": parts["prefix+header"], "codebooks": parts["codebooks"],
+                 "codes": parts["codes"], "labels": parts["labels"],
+                 "extras": sum(extras.values()), "trailer": parts["trailer"]}
+    counts = (np.bincount(f.labels, minlength=f.num_classes).tolist()
+              if f.labels is not None else [0] * f.num_classes)
+    values = lay.n * lay.values_per_sample
+    show_levels = lay.groups * lay.num_levels <= _SHOW_LEVELS_MAX
+    return {
+        "path": label,
+        "format_version": f"{MAJOR}.{lay.minor}",
+        "n": lay.n,
+        "sample_shape": list(lay.sample_shape),
+        "values_per_sample": lay.values_per_sample,
+        "bits": lay.bits,
+        "raw_float32": lay.bits == 32,
+        "group": lay.group,
+        "codebook_dtype": lay.codebook_dtype,
+        "num_codebooks": lay.groups,
+        "levels_per_codebook": lay.num_levels,
+        "levels": f.levels.tolist() if show_levels else None,
+        "num_classes": f.num_classes,
+        "classes": [{"name": name, "count": int(c)}
+                    for name, c in zip(f.class_names, counts, strict=True)],
+        "denorm": None if lay.denorm is None else
+        {"scale": list(lay.denorm.scale), "offset": list(lay.denorm.offset)},
+        "file_size": lay.file_size,
+        "bytes": breakdown,
+        "extra_sections": extras,
+        "bits_per_value": lay.file_size * 8 / values if values else None,
+        "compression_vs_float32": values * 4 / lay.file_size,
+        "meta": lay.meta or None,
+    }
+
+
+def _format_info(info: dict[str, Any]) -> str:
+    lines = [
+        f"file            {info['path']}",
+        f"format          .qdd {info['format_version']}",
+        f"samples         {info['n']} x {_shape(info['sample_shape'])} "
+        f"({info['values_per_sample']} values each)",
+    ]
+    if info["raw_float32"]:
+        lines.append("bits            32 (raw float32, no codebook)")
+    else:
+        lines.append(f"bits            {info['bits']} ({info['levels_per_codebook']} levels)")
+        lines.append(f"codebooks       {info['num_codebooks']} ({info['group']} groups, "
+                     f"{info['codebook_dtype']})")
+        for g, row in enumerate(info["levels"] or []):
+            lines.append(f"  levels[{g}]     " + " ".join(f"{v:.6g}" for v in row))
+    classes = info["classes"]
+    if classes:
+        listed = ", ".join(f"{c['name']} ({c['count']})" for c in classes[:20])
+        more = f", ... {len(classes) - 20} more" if len(classes) > 20 else ""
+        lines.append(f"classes         {len(classes)}: {listed}{more}")
+    else:
+        lines.append("classes         none (unlabeled)")
+    if info["denorm"]:
+        d = info["denorm"]
+        lines.append(f"denorm          scale {d['scale']} offset {d['offset']}")
+    lines.append(f"file size       {info['file_size']:,} bytes")
+    for name, size in info["bytes"].items():
+        lines.append(f"  {name:<14}{size:>14,}")
+    bpv = info["bits_per_value"]
+    lines.append(f"bits per value  {bpv:.4f}" if bpv is not None else "bits per value  n/a")
+    lines.append(f"vs float32      {info['compression_vs_float32']:.2f}x smaller")
+    return "\n".join(lines)
+
+
+@click.command("inspect")
+@click.argument("source", metavar="IN.qdd", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def inspect_command(source: str, as_json: bool) -> None:
+    """Show what IN.qdd ("-" reads stdin) holds and where its bytes go."""
+    with _open_qdd(source, verify=False) as f:
+        info = inspect_info(f, _label(source))
+    click.echo(json.dumps(info, default=repr) if as_json else _format_info(info))
+
+
+# ------------------------------------------------------------------------ verify
+
+
+@click.command("verify")
+@click.argument("source", metavar="IN.qdd", type=click.Path(dir_okay=False, allow_dash=True))
+def verify_command(source: str) -> None:
+    """Check every checksum and structural rule of IN.qdd ("-" reads stdin)."""
+    with _open_qdd(source, verify=True) as f:
+        click.echo(
+            f"OK {_label(source)}: {f.n} samples of {_shape(f.sample_shape)}, {f.bits} bits, "
+            f"{f.num_classes} classes, {f.file_size:,} bytes, all checksums match"
+        )
+
+
+def register(group: click.Group) -> None:
+    """Add the codec commands to the `quadd` group."""
+    for command in (encode_command, decode_command, inspect_command, verify_command):
+        group.add_command(command)
+

@@ -1,0 +1,114 @@
+"""One way for every `quadd` command to fail: a single `quadd: error: ...` line, exit 1.
+
+`QuaddGroup` (the class of the top-level `quadd` group) wraps every subcommand, so a
+command only has to raise: expected failures (any `QddError`, `OSError`, `ValueError`,
+which covers the training data loader's dataset-not-found error) become one line on
+stderr and exit 1, with no traceback (QUADD_DEBUG=1 shows it); Ctrl-C exits 130.
+Usage errors stay click's (exit 2).
+Commands that want to fail explicitly call `fail(message)`.
+
+Outputs are written through `atomic_file` (or `quadd_codec.imagefolder.atomic_directory`)
+so a failure at any point leaves no partial output behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from typing import IO, Any, NoReturn
+
+import click
+
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130
+
+
+class QuaddCliError(click.ClickException):
+    """An expected failure: printed as `quadd: error: <message>`, exit status 1."""
+
+    exit_code = EXIT_ERROR
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.echo(f"quadd: error: {self.format_message()}", err=True, file=file)
+
+
+def fail(message: str) -> NoReturn:
+    """Stop the command with one error line and exit status 1."""
+    raise QuaddCliError(one_line(message))
+
+
+def one_line(message: str) -> str:
+    return " ".join(str(message).split()) or "unknown error"
+
+
+def describe(exc: BaseException) -> str:
+    """A one-line, user-facing description of an expected exception."""
+    if isinstance(exc, OSError) and exc.strerror:
+        where = exc.filename if exc.filename is not None else ""
+        extra = f" -> {exc.filename2}" if exc.filename2 is not None else ""
+        return one_line(f"{where}{extra}: {exc.strerror}" if where else exc.strerror)
+    if isinstance(exc, MemoryError):
+        return "out of memory"
+    return one_line(str(exc) or type(exc).__name__)
+
+
+def _expected_types() -> tuple[type[BaseException], ...]:
+    # Imported here, not at module import: quadd_codec pulls in torch, and `quadd --help`
+    # should stay fast.
+    from quadd_codec.errors import QddError
+
+    return (QddError, OSError, ValueError, MemoryError)
+
+
+def run_guarded(func: Any, *args: Any, **kwargs: Any) -> Any:
+    """Call `func`, turning expected failures into `QuaddCliError` and Ctrl-C into exit 130."""
+    try:
+        return func(*args, **kwargs)
+    except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+        raise
+    except KeyboardInterrupt:
+        click.echo("quadd: interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except BrokenPipeError:
+        # The reader of our stdout went away (`quadd inspect f | head`): stop quietly.
+        with contextlib.suppress(OSError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(EXIT_ERROR)
+    except Exception as exc:
+        # QUADD_DEBUG=1 keeps the traceback, for bug reports.
+        if isinstance(exc, _expected_types()) and not os.environ.get("QUADD_DEBUG"):
+            raise QuaddCliError(describe(exc)) from None
+        raise
+
+
+class QuaddGroup(click.Group):
+    """A click group whose subcommands all fail the same way (see module docstring)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        return run_guarded(super().invoke, ctx)
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
+    """Open a temp file beside `path`; on success fsync and rename it over `path`.
+
+    On any error (or Ctrl-C) the temp file is deleted and `path` is left as it was.
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,231 @@
+"""``quadd distill`` and ``quadd subset``: write a distilled / random-subset `.qdd` file
+that fits a byte budget."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+from typing import Any
+
+import click
+
+from .errors import describe, fail
+
+__all__ = ["distill_command", "subset_command"]
+
+
+class _SizeType(click.ParamType):
+    """A byte size such as 120KiB, 1MB or 4096 (bad values are usage errors, exit 2)."""
+
+    name = "size"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        from quadd_train.budget import parse_size
+
+        try:
+            return parse_size(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+SIZE = _SizeType()
+
+_dataset_opt = click.option(
+    "--dataset", "-d", default="digits", show_default=True,
+    help="digits (built in), mnist, fashion-mnist, cifar10, or a path "
+    "(folder with train/ and test/, or .npz).",
+)
+_data_dir_opt = click.option(
+    "--data-dir", type=click.Path(file_okay=False), default=None,
+    help="Folder with the dataset archives/folders (default: $QUADD_DATA, else "
+    "~/.cache/quadd/datasets).",
+)
+_budget_opt = click.option(
+    "--budget", "-b", type=SIZE, required=True,
+    help="Size limit of the output file: bytes, or with a unit B, KB, MB (x1000), "
+    "KiB, MiB (x1024), e.g. 120KiB.",
+)
+_out_opt = click.option(
+    "--output", "-o", "output", type=click.Path(dir_okay=False), required=True,
+    help="Output .qdd file (written atomically).",
+)
+_group_opt = click.option(
+    "--group", type=click.Choice(["tensor", "channel", "sample-channel"]), default="channel",
+    show_default=True, help="What one codebook covers.",
+)
+
+
+def _load(dataset: str, data_dir: str | None) -> Any:
+    from quadd_train.data import load_dataset
+
+    return load_dataset(dataset, data_dir)
+
+
+def _errors() -> tuple[type[BaseException], ...]:
+    # RuntimeError too: torch raises it for unreadable checkpoints, and the distiller for
+    # a broken size invariant. The quadd group handles Ctrl-C (exit 130) and the rest.
+    from quadd_codec import QddError
+
+    return (QddError, ValueError, OSError, RuntimeError, MemoryError)
+
+
+@click.command("distill")
+@_dataset_opt
+@_data_dir_opt
+@_budget_opt
+@click.option("--bits", type=click.IntRange(1, 8), default=4, show_default=True,
+              help="Bits per stored value (ignored by --quantizer none, which stores 32).")
+@click.option("--quantizer", "-q", type=click.Choice(["uniform", "apot", "learned", "none"]),
+              default="uniform", show_default=True,
+              help="Differentiable quantizer in the loop; none = unquantized 32-bit DM.")
+@click.option("--method", type=click.Choice(["dm"]), default="dm", show_default=True,
+              help="Distillation objective.")
+@click.option("--iterations", "-n", type=click.IntRange(min=0), default=1000,
+              show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--ipc", type=click.IntRange(min=1), default=None,
+              help="Samples per class (default: the most that fit the budget).")
+@_group_opt
+@click.option("--post-quantize", is_flag=True,
+              help="Baseline: distill unquantized at the same sample count, quantize once "
+              "at the end.")
+@click.option("--post-codebook", type=click.Choice(["uniform", "kmeans"]), default="uniform",
+              show_default=True, help="Codebook used by --post-quantize.")
+@click.option("--lr-img", type=float, default=1.0, show_default=True)
+@click.option("--lr-quant", type=float, default=0.005, show_default=True)
+@click.option("--checkpoint-every", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Save a checkpoint every N iterations (0: never).")
+@click.option("--checkpoint", "checkpoint_path", type=click.Path(dir_okay=False), default=None,
+              help="Checkpoint file (default: OUTPUT.ckpt).")
+@click.option("--resume", is_flag=True,
+              help="Continue from the checkpoint if it exists (same settings required).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+              show_default=True)
+@click.option("--dm-mode", type=click.Choice(["fast", "plain"]), default="fast",
+              show_default=True,
+              help="fast: pool of random networks with precomputed real embeddings; "
+              "plain: the reference loop (a fresh network and real batch every iteration).")
+@click.option("--pool-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--real-per-class", type=click.IntRange(min=1), default=512, show_default=True,
+              help="Real images per class behind each precomputed mean (fast mode).")
+@click.option("--no-dsa", is_flag=True, help="Disable differentiable Siamese augmentation.")
+@click.option("--bf16/--no-bf16", default=None,
+              help="bfloat16 autocast for the embedding network (default: when the "
+              "CPU/GPU computes bf16 natively).")
+@click.option("--channels-last/--no-channels-last", default=True, show_default=True)
+@click.option("--compile/--no-compile", "compile_", default=None,
+              help="torch.compile the embedding network (default: for runs of 300+ "
+              "iterations; needs a C++ compiler on CPU, falls back to eager).")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="CPU threads for torch (default: torch's choice).")
+@click.option("--progress/--no-progress", default=None,
+              help="Progress bar on stderr (default: when stderr is a terminal).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+@_out_opt
+def distill_command(
+    dataset: str,
+    data_dir: str | None,
+    budget: int,
+    bits: int,
+    quantizer: str,
+    method: str,
+    iterations: int,
+    seed: int,
+    ipc: int | None,
+    group: str,
+    post_quantize: bool,
+    post_codebook: str,
+    lr_img: float,
+    lr_quant: float,
+    checkpoint_every: int,
+    checkpoint_path: str | None,
+    resume: bool,
+    device: str,
+    dm_mode: str,
+    pool_size: int,
+    real_per_class: int,
+    no_dsa: bool,
+    bf16: bool | None,
+    channels_last: bool,
+    compile_: bool | None,
+    threads: int | None,
+    progress: bool | None,
+    as_json: bool,
+    output: str,
+) -> None:
+    """Distill --dataset into OUTPUT.qdd, at most --budget bytes, with quantization in
+    the loop (QuADD): samples and quantization levels are optimized together."""
+    import torch
+
+    from quadd_train.distill import DistillConfig, distill
+
+    if threads:
+        torch.set_num_threads(threads)
+    if progress is None:
+        progress = sys.stderr.isatty()
+    cfg = DistillConfig(
+        dataset=dataset, budget_bytes=budget, bits=bits, quantizer=quantizer, method=method,
+        iterations=iterations, seed=seed, lr_img=lr_img, lr_quant=lr_quant, device=device,
+        group=group, ipc=ipc, post_quantize=post_quantize, post_codebook=post_codebook,
+        checkpoint_every=checkpoint_every, checkpoint_path=checkpoint_path, resume=resume,
+        data_dir=data_dir, dm_mode=dm_mode, pool_size=pool_size,
+        real_per_class=real_per_class, dsa=not no_dsa, channels_last=channels_last,
+        bf16=bf16, compile=compile_,
+    )
+    try:
+        bundle = _load(dataset, data_dir)
+        res = distill(cfg, bundle, output, progress=progress)
+    except _errors() as exc:
+        fail(describe(exc))
+    if as_json:
+        click.echo(json.dumps(asdict(res)))
+    else:
+        click.echo(
+            f"wrote {res.path}: {res.n} samples ({res.ipc}/class) at {res.bits} bits, "
+            f"{res.file_bytes} of {res.budget_bytes} bytes; {res.iterations} iterations, "
+            f"final loss {res.final_loss:.4f}, {res.it_per_s:.2f} it/s"
+        )
+
+
+@click.command("subset")
+@_dataset_opt
+@_data_dir_opt
+@_budget_opt
+@click.option("--bits", type=click.IntRange(1, 32), default=4, show_default=True,
+              help="Bits per stored value: 1..8, or 32 for raw float32.")
+@click.option("--codebook", type=click.Choice(["uniform", "kmeans"]), default="uniform",
+              show_default=True)
+@_group_opt
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+@_out_opt
+def subset_command(
+    dataset: str,
+    data_dir: str | None,
+    budget: int,
+    bits: int,
+    codebook: str,
+    group: str,
+    seed: int,
+    as_json: bool,
+    output: str,
+) -> None:
+    """Baseline: random real samples per class, quantized to --bits, as many as fit
+    --budget, written to OUTPUT.qdd."""
+    from quadd_train.distill import subset
+
+    if 8 < bits < 32:
+        raise click.BadParameter("must be 1..8 or 32", param_hint="--bits")
+    try:
+        bundle = _load(dataset, data_dir)
+        res = subset(bundle, budget, bits, seed, output, codebook=codebook, group=group)
+    except _errors() as exc:
+        fail(describe(exc))
+    if as_json:
+        click.echo(json.dumps(asdict(res)))
+    else:
+        click.echo(
+            f"wrote {res.path}: {res.n} samples ({res.ipc}/class) at {res.bits} bits, "
+            f"{res.file_bytes} of {res.budget_bytes} bytes"
+        )

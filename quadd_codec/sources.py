@@ -1,0 +1,237 @@
+"""Loading encoder inputs: `.npz`, `.npy`, zarr stores and image folders -> float32 arrays.
+
+Every input is validated here so the encoder sees clean data: problems raise
+`QddValueError` with a message naming the input and what is wrong with it.
+Layouts are kept as given (no NHWC/NCHW guessing) except image folders, which are NCHW.
+uint8 arrays are pixels and are scaled to [0, 1].
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import QddValueError
+
+Source = tuple[np.ndarray, "np.ndarray | None", list[str]]
+
+
+def source_kind(path: str | os.PathLike) -> str:
+    """"npz", "npy", "zarr" or "images" for an input path (by content for directories)."""
+    p = Path(path)
+    if not p.exists():
+        raise QddValueError(f"{p}: no such file or directory")
+    if p.is_dir():
+        if any((p / marker).exists() for marker in ("zarr.json", ".zgroup", ".zarray")):
+            return "zarr"
+        return "images"
+    suffix = p.suffix.lower()
+    if suffix in (".npz", ".npy"):
+        return suffix[1:]
+    with open(p, "rb") as f:
+        head = f.read(6)
+    if head.startswith(b"PK"):
+        return "npz"
+    if head == b"\x93NUMPY":
+        return "npy"
+    raise QddValueError(
+        f"{p}: unknown input kind; expected a .npz, a .npy, a zarr store or an image folder"
+    )
+
+
+def load_source(path: str | os.PathLike, progress: bool = False) -> Source:
+    """Load an encoder input: (x float32 (N, ...), y int64 (N,) or None, class names).
+
+    - `.npz`: array `x`, optional `y` and `classes` (strings); without `classes`, names
+      are "0".."K-1" with K = max(y) + 1.
+    - `.npy`: x only (an unlabeled set).
+    - zarr store: a group with array `x`, optional `y` and attribute `classes`, or a
+      single array (x only).
+    - image folder `root/<class>/*.png|jpg|jpeg`: NCHW in [0, 1], classes = sorted folders.
+    """
+    kind = source_kind(path)
+    if kind == "images":
+        from .imagefolder import read_image_folder
+
+        x, y, names = read_image_folder(path, progress=progress)
+        return x, y, names
+    if kind == "npz":
+        x, y, classes = _load_npz(Path(path))
+    elif kind == "npy":
+        x, y, classes = _load_npy(Path(path)), None, None
+    else:
+        x, y, classes = _load_zarr(Path(path))
+    return validate_source(x, y, classes, str(path))
+
+
+def validate_source(
+    x: Any, y: Any | None, classes: Any | None, where: str = "input"
+) -> Source:
+    """Check and normalize raw arrays the way `load_source` does (usable on in-memory data)."""
+    x = _check_x(np.asarray(x), where)
+    n = x.shape[0]
+    labels = None if y is None else _check_y(np.asarray(y), n, where)
+    names = _class_names(classes, labels, where)
+    return x, labels, names
+
+
+def _check_x(x: np.ndarray, where: str) -> np.ndarray:
+    if x.dtype.kind not in "biuf":
+        raise QddValueError(f"{where}: x has dtype {x.dtype}; expected numbers (uint8 or float)")
+    if x.ndim < 2:
+        raise QddValueError(
+            f"{where}: x has shape {x.shape}; expected samples along axis 0, shape (N, ...)"
+        )
+    if x.size == 0:
+        raise QddValueError(f"{where}: x is empty (shape {x.shape})")
+    if x.dtype == np.uint8:
+        # Pixels: the usual [0, 255] bytes become [0, 1] floats.
+        return x.astype(np.float32) / np.float32(255)
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = x.astype(np.float32)
+    if not np.isfinite(out).all():
+        bad = "NaN or infinite" if x.dtype.kind == "f" and not np.isfinite(x).all() else \
+            "out of float32 range"
+        raise QddValueError(f"{where}: x holds {bad} values; they cannot be quantized")
+    return out
+
+
+def _check_y(y: np.ndarray, n: int, where: str) -> np.ndarray:
+    if y.ndim != 1:
+        raise QddValueError(f"{where}: y must be 1-D (one label per sample), got shape {y.shape}")
+    if y.shape[0] != n:
+        raise QddValueError(f"{where}: y has {y.shape[0]} labels but x has {n} samples")
+    if y.dtype.kind == "f":
+        if not np.isfinite(y).all() or (y != np.round(y)).any():
+            raise QddValueError(f"{where}: y must hold integer class indices")
+    elif y.dtype.kind not in "iub":
+        raise QddValueError(f"{where}: y has dtype {y.dtype}; expected integer class indices")
+    if y.size and y.min() < 0:
+        raise QddValueError(f"{where}: y holds negative labels (min {y.min()})")
+    return y.astype(np.int64)
+
+
+def _class_names(classes: Any | None, y: np.ndarray | None, where: str) -> list[str]:
+    if y is None:
+        if classes is not None and len(classes):
+            raise QddValueError(f"{where}: class names are given but there are no labels (y)")
+        return []
+    k = int(y.max()) + 1 if y.size else 0
+    if classes is None:
+        return [str(i) for i in range(k)]
+    arr = np.asarray(classes)
+    if arr.ndim != 1 or arr.dtype.kind not in "US" and not (
+        arr.dtype.kind == "O" and all(isinstance(c, str) for c in arr)
+    ):
+        raise QddValueError(f"{where}: classes must be a 1-D array of strings")
+    names = [c.decode("utf-8") if isinstance(c, bytes) else str(c) for c in arr.tolist()]
+    if len(names) < k:
+        raise QddValueError(f"{where}: y has labels up to {k - 1} but only {len(names)} classes")
+    if len(set(names)) != len(names):
+        raise QddValueError(f"{where}: class names must be distinct")
+    if any(not name for name in names):
+        raise QddValueError(f"{where}: class names must not be empty")
+    return names
+
+
+# --------------------------------------------------------------------- per kind
+
+
+def _npy_error(path: Path, key: str | None, exc: Exception) -> QddValueError:
+    what = f"array {key!r} of {path}" if key else str(path)
+    text = str(exc)
+    if "allow_pickle" in text or "pickle" in text.lower():
+        return QddValueError(f"{what} holds Python objects (pickled); only plain numeric "
+                             "or string arrays are loaded, never pickles")
+    return QddValueError(f"{what}: cannot read: {text}")
+
+
+def _check_magic(path: Path, magic: bytes, what: str) -> None:
+    # np.load falls back to unpickling unknown bytes; say "not a .npz" instead of "pickle".
+    with open(path, "rb") as f:
+        if not f.read(len(magic)).startswith(magic):
+            raise QddValueError(f"{path}: cannot read: not a {what} file")
+
+
+def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    _check_magic(path, b"PK", ".npz")
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise _npy_error(path, None, exc) from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise QddValueError(f"{path}: is a .npy array, not a .npz archive")
+    with archive:
+        keys = list(archive.keys())
+        if "x" not in keys:
+            raise QddValueError(
+                f"{path}: no array 'x' (found: {', '.join(keys) or 'nothing'}); "
+                "expected x (N, ...) and optional y (N,) and classes"
+            )
+
+        def get(key: str) -> np.ndarray | None:
+            if key not in keys:
+                return None
+            try:
+                return archive[key]
+            except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+                raise _npy_error(path, key, exc) from None
+
+        return get("x"), get("y"), get("classes")  # type: ignore[return-value]
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    _check_magic(path, b"\x93NUMPY", ".npy")
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise _npy_error(path, None, exc) from None
+    if not isinstance(arr, np.ndarray):
+        raise QddValueError(f"{path}: is a .npz archive, not a .npy array")
+    return arr
+
+
+def _load_zarr(path: Path) -> tuple[np.ndarray, np.ndarray | None, Any | None]:
+    import zarr
+
+    try:
+        node = zarr.open(str(path), mode="r")
+    except Exception as exc:  # zarr raises many types for a broken store
+        raise QddValueError(f"{path}: cannot open zarr store: {exc}") from None
+    try:
+        if isinstance(node, zarr.Array):
+            return node[...], None, None
+        arrays = set(node.array_keys())
+        if "x" not in arrays:
+            hint = (" (it is a quadd export: rebuild the .qdd with quadd_codec.zarr_io.zarr_to_qdd)"
+                    if "quadd" in node.attrs else "")
+            found = ", ".join(sorted(arrays)) or "none"
+            raise QddValueError(f"{path}: zarr group has no array 'x' (arrays: {found}){hint}")
+        y = node["y"][...] if "y" in arrays else None
+        classes = node.attrs.get("classes")
+        if classes is None and "classes" in arrays:
+            classes = node["classes"][...]
+        return node["x"][...], y, classes
+    except QddValueError:
+        raise
+    except Exception as exc:
+        raise QddValueError(f"{path}: cannot read zarr store: {exc}") from None
+
+
+def input_nbytes(path: str | os.PathLike) -> int:
+    """On-disk size of an input: the file's size, or the total of a directory's files."""
+    p = Path(path)
+    if p.is_file():
+        return p.stat().st_size
+    total = 0
+    for dirpath, _, files in os.walk(p):
+        for name in files:
+            try:
+                total += os.path.getsize(os.path.join(dirpath, name))
+            except OSError:
+                pass
+    return total

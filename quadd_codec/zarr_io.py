@@ -1,0 +1,269 @@
+"""`.qdd` <-> zarr v3 store, losslessly: a store rebuilds the byte-identical `.qdd` file.
+
+Store layout (a zarr v3 group)::
+
+    codes        (n, sample_nbytes) uint8   each sample's packed bytes, exactly as in the
+                                            .qdd codes section (LSB-first, see FORMAT.md);
+                                            no zarr codec: already dense, and any zarr
+                                            reader can open it
+    levels       (G, 2**bits) float32       level tables (absent for raw bits=32 files)
+    labels       (n,) int64                 class indices (absent when the file has no classes)
+    soft_labels  (n, K) float32             only if the file has them
+    provenance   (len,) uint8               the provenance section's msgpack bytes, if any
+    extra_<i>    (len,) uint8               any other extra section, raw
+    attrs["quadd"]                          bits, group, sample_shape, classes, denorm, ...
+                                            (everything else the header holds)
+
+The packed bytes are stored rather than level indices so the store is as small as the
+file and the rebuild is exact. `quadd_codec.numcodecs_codec.NBitPack` is the standalone
+codec for the same bit layout (registered on import).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import numcodecs_codec  # noqa: F401 - registers the NBitPack codec with numcodecs
+from .bitpack import pack_stream, unpack_rows
+from .codebook import group_count
+from .crc import crc32c
+from .errors import QddFormatError, QddValueError
+from .imagefolder import atomic_directory
+from .layout import (
+    MAJOR,
+    RAW_BITS,
+    Denorm,
+    check_write_args,
+    label_bits,
+    sample_nbytes,
+)
+from .reader import QddFile
+from .writer import assemble_qdd, atomic_write
+
+STORE_FORMAT = "quadd.qdd-zarr"
+STORE_VERSION = 1
+#: Target size of one `codes` chunk.
+_CHUNK_BYTES = 4 << 20
+
+
+def _open(qdd: QddFile | str | os.PathLike) -> tuple[QddFile, bool]:
+    if isinstance(qdd, QddFile):
+        return qdd, False
+    return QddFile(qdd), True
+
+
+def export_zarr(
+    qdd: QddFile | str | os.PathLike, store_path: str | os.PathLike, replace: bool = False
+) -> Path:
+    """Write a `.qdd` (open file or path) as a zarr v3 store at `store_path`, atomically.
+
+    Every section checksum is verified first, so a damaged file is never exported. The
+    store is built beside `store_path` and renamed into place; an existing non-empty
+    store is replaced only with `replace=True`.
+    """
+    import zarr
+
+    f, owned = _open(qdd)
+    try:
+        f.verify()
+        lay = f.layout
+        extras = [s.name for s in lay.sections if s.name not in ("codebooks", "codes", "labels")]
+        attrs: dict[str, Any] = {
+            "format": STORE_FORMAT,
+            "store_version": STORE_VERSION,
+            "qdd_version": [MAJOR, lay.minor],
+            "n": lay.n,
+            "sample_shape": list(lay.sample_shape),
+            "bits": lay.bits,
+            "group": lay.group,
+            "codebook_dtype": lay.codebook_dtype,
+            "classes": list(lay.class_names),
+            "denorm": None if lay.denorm is None else
+            {"scale": list(lay.denorm.scale), "offset": list(lay.denorm.offset)},
+            "meta": _json_safe(lay.meta, "header meta"),
+            "sample_nbytes": lay.sample_nbytes,
+            "extra_sections": [],
+            "file_size": lay.file_size,
+            "file_crc32c": f.file_crc32c(),
+        }
+        with atomic_directory(store_path, replace=replace) as tmp:
+            group = zarr.open_group(str(tmp), mode="w")
+            rows = max(1, min(lay.n, _CHUNK_BYTES // lay.sample_nbytes))
+            codes = group.create_array("codes", shape=(lay.n, lay.sample_nbytes),
+                                       chunks=(rows, lay.sample_nbytes), dtype="uint8",
+                                       compressors=None)
+            if lay.n:
+                codes[...] = f.packed_codes()
+            if lay.bits != RAW_BITS:
+                _put(group, "levels", f.levels)
+            if f.labels is not None:
+                _put(group, "labels", f.labels.astype(np.int64))
+            for i, name in enumerate(extras):
+                raw = np.frombuffer(f.section_bytes(name), dtype=np.uint8)
+                if name == "soft_labels":
+                    array_name, data = name, raw.view("<f4").reshape(lay.n, len(lay.class_names))
+                else:
+                    array_name, data = ("provenance" if name == "provenance" else f"extra_{i}"), raw
+                _put(group, array_name, data)
+                attrs["extra_sections"].append([name, array_name])
+            group.attrs["quadd"] = attrs
+        return Path(store_path)
+    finally:
+        if owned:
+            f.close()
+
+
+def _put(group: Any, name: str, data: np.ndarray) -> None:
+    chunks = tuple(max(1, d) for d in data.shape)
+    arr = group.create_array(name, shape=data.shape, chunks=chunks, dtype=data.dtype,
+                             compressors=None)
+    if data.size:
+        arr[...] = data
+
+
+def _json_safe(value: Mapping[str, Any], what: str) -> dict[str, Any]:
+    import json
+
+    try:
+        if json.loads(json.dumps(value)) != value:
+            raise TypeError("changes through JSON")
+    except (TypeError, ValueError) as exc:
+        raise QddValueError(f"{what} cannot be stored as zarr attributes: {exc}") from None
+    return dict(value)
+
+
+@dataclass
+class QddArrays:
+    """Everything a `.qdd` file holds, as arrays (what `import_zarr` returns)."""
+
+    packed: np.ndarray  # (n, sample_nbytes) uint8
+    levels: np.ndarray | None  # (G, 2**bits) float32; None for raw bits=32
+    labels: np.ndarray | None  # (n,) int64; None without classes
+    sample_shape: tuple[int, ...]
+    bits: int
+    group: str
+    codebook_dtype: str
+    class_names: list[str]
+    denorm: Denorm | None
+    meta: dict[str, Any] = field(default_factory=dict)
+    minor: int = 0
+    extra_sections: list[tuple[str, bytes]] = field(default_factory=list)
+
+    @property
+    def n(self) -> int:
+        return self.packed.shape[0]
+
+    def codes(self) -> np.ndarray:
+        """Level indices (uint8, (n, *sample_shape)); float32 samples for raw files."""
+        if self.bits == RAW_BITS:
+            return self.packed.view("<f4").astype(np.float32).reshape(self.n, *self.sample_shape)
+        values = int(np.prod(self.sample_shape))
+        return unpack_rows(self.packed, self.bits, values).reshape(self.n, *self.sample_shape)
+
+    def to_chunks(self) -> list[bytes]:
+        """The `.qdd` file these arrays describe, as byte chunks."""
+        check_write_args(self.n, self.sample_shape, self.bits, self.group, self.codebook_dtype,
+                         self.class_names, self.denorm)
+        if self.bits == RAW_BITS:
+            codebooks = b""
+        else:
+            assert self.levels is not None
+            dtype = "<f4" if self.codebook_dtype == "f4" else "<f2"
+            codebooks = np.ascontiguousarray(self.levels, dtype=np.float32).astype(dtype).tobytes()
+        k = len(self.class_names)
+        if k and self.labels is None:
+            raise QddFormatError("the store names classes but has no labels")
+        lbits = label_bits(k)
+        labels = pack_stream(self.labels, lbits) if k and lbits else b""
+        payloads = [("codebooks", codebooks), ("codes", self.packed.tobytes()),
+                    ("labels", labels), *self.extra_sections]
+        return assemble_qdd(
+            [(name, [data]) for name, data in payloads], n=self.n,
+            sample_shape=self.sample_shape, bits=self.bits, group=self.group,
+            codebook_dtype=self.codebook_dtype, class_names=self.class_names,
+            denorm=self.denorm, meta=self.meta, minor=self.minor,
+        )
+
+
+def import_zarr(store_path: str | os.PathLike) -> QddArrays:
+    """Read a store written by `export_zarr` back into arrays (checked for consistency)."""
+    import zarr
+
+    try:
+        group = zarr.open_group(str(store_path), mode="r")
+    except Exception as exc:  # zarr raises many types for a missing or broken store
+        raise QddValueError(f"{store_path}: cannot open zarr group: {exc}") from None
+    attrs = group.attrs.get("quadd")
+    if not isinstance(attrs, dict) or attrs.get("format") != STORE_FORMAT:
+        raise QddFormatError(f"{store_path}: not a quadd zarr export (no 'quadd' attributes)")
+    if attrs.get("store_version") != STORE_VERSION:
+        version = attrs.get("store_version")
+        raise QddFormatError(f"{store_path}: unsupported store version {version}")
+    try:
+        arrays = set(group.array_keys())
+        shape = tuple(int(d) for d in attrs["sample_shape"])
+        bits = int(attrs["bits"])
+        grp = str(attrs["group"])
+        n = int(attrs["n"])
+        packed = np.ascontiguousarray(group["codes"][...], dtype=np.uint8)
+        levels = (np.asarray(group["levels"][...], dtype=np.float32)
+                  if bits != RAW_BITS else None)
+        labels = np.asarray(group["labels"][...], dtype=np.int64) if "labels" in arrays else None
+        denorm_raw = attrs.get("denorm")
+        denorm = None if denorm_raw is None else Denorm(denorm_raw["scale"], denorm_raw["offset"])
+        extras = []
+        for name, array_name in attrs.get("extra_sections", []):
+            data = np.asarray(group[array_name][...])
+            extras.append((str(name), data.astype("<f4").tobytes() if name == "soft_labels"
+                           else data.astype(np.uint8).tobytes()))
+        out = QddArrays(
+            packed=packed, levels=levels, labels=labels, sample_shape=shape, bits=bits,
+            group=grp, codebook_dtype=str(attrs.get("codebook_dtype", "f4")),
+            class_names=[str(c) for c in attrs.get("classes", [])], denorm=denorm,
+            meta=dict(attrs.get("meta") or {}), minor=int(attrs.get("qdd_version", [1, 0])[1]),
+            extra_sections=extras,
+        )
+    except QddValueError:
+        raise
+    except (KeyError, TypeError, ValueError) as exc:
+        raise QddFormatError(
+            f"{store_path}: store is incomplete or inconsistent: {exc!r}"
+        ) from None
+    if packed.shape != (n, sample_nbytes(int(np.prod(shape)), bits)):
+        raise QddFormatError(f"{store_path}: codes have shape {packed.shape}, attributes imply "
+                             f"({n}, {sample_nbytes(int(np.prod(shape)), bits)})")
+    if levels is not None and levels.shape != (group_count(grp, n, shape), 1 << bits):
+        raise QddFormatError(f"{store_path}: levels have the wrong shape {levels.shape}")
+    if labels is not None and labels.shape != (n,):
+        raise QddFormatError(f"{store_path}: labels have shape {labels.shape}, expected ({n},)")
+    return out
+
+
+def zarr_to_qdd(store_path: str | os.PathLike, out_qdd: str | os.PathLike) -> int:
+    """Rebuild the `.qdd` file a store was exported from (byte-identical); returns its size.
+
+    The rebuilt bytes are checked against the size and CRC32C of the exported file
+    (recorded in the store) and parsed as a `.qdd` before anything is written.
+    """
+    import zarr
+
+    arrays = import_zarr(store_path)
+    chunks = arrays.to_chunks()
+    attrs = zarr.open_group(str(store_path), mode="r").attrs["quadd"]
+    size = sum(len(c) for c in chunks)
+    crc = 0
+    for chunk in chunks:
+        crc = crc32c(chunk, crc)
+    if "file_crc32c" in attrs and (size, crc) != (attrs.get("file_size"), attrs["file_crc32c"]):
+        raise QddFormatError(
+            f"{store_path}: the store does not rebuild the exported file (size {size} vs "
+            f"{attrs.get('file_size')}, or checksum differs): it was modified or damaged"
+        )
+    QddFile(b"".join(chunks), verify=True).close()  # a hand-made store must still parse
+    return atomic_write(out_qdd, chunks)

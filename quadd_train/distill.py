@@ -1,0 +1,519 @@
+"""Quantization-aware dataset distillation under a byte budget (QuADD).
+
+``distill`` wires the three pieces together -- synthetic set, differentiable quantizer,
+objective -- asks the codec how many samples per class fit the budget at the chosen
+bit width, optimizes samples and quantization parameters jointly, and writes a `.qdd`
+file that is guaranteed (and checked) to fit the budget.
+
+Baselines live in the same tool: ``quantizer="none"`` (32-bit DM at the count that fits
+at 32 bits), ``post_quantize=True`` (unquantized DM at the QuADD count, quantized once
+at the end) and :func:`subset` (random real samples).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from quadd_codec import (
+    Denorm,
+    encoded_size,
+    max_samples_per_class,
+    quantize_array,
+    write_qdd,
+)
+
+from .methods import make_objective
+from .quantizers import GROUPS, QUANTIZERS, make_quantizer
+from .synthetic import SyntheticSet
+
+__all__ = [
+    "DistillConfig",
+    "DistillResult",
+    "SubsetResult",
+    "distill",
+    "plan_ipc",
+    "resolve_device",
+    "subset",
+]
+
+_CKPT_VERSION = 1
+COMPILE_MIN_ITERATIONS = 300
+# Config fields that may change between a checkpoint and its resumption.
+_RESUMABLE_FIELDS = {
+    "iterations",
+    "checkpoint_every",
+    "checkpoint_path",
+    "resume",
+    "device",
+    "data_dir",
+}
+
+
+@dataclass
+class DistillConfig:
+    """Everything that defines a distillation run."""
+
+    dataset: str = "digits"
+    budget_bytes: int = 120 * 1024
+    bits: int = 4
+    quantizer: str = "uniform"  # uniform | apot | learned | none
+    method: str = "dm"
+    iterations: int = 1000
+    seed: int = 0
+    lr_img: float = 1.0  # DM reference value for ConvNet
+    lr_quant: float = 0.005  # Adam step for quantizer parameters (normalized units)
+    momentum: float = 0.5  # DM reference SGD momentum
+    device: str = "auto"  # auto | cpu | cuda
+    group: str = "channel"  # tensor | channel | sample-channel
+    codebook_dtype: str = "f4"
+    ipc: int | None = None  # fixed samples per class (must fit); None -> the max that fits
+    post_quantize: bool = False
+    post_codebook: str = "uniform"  # codebook for post_quantize: uniform | kmeans
+    soft_round_beta: float | None = None  # uniform quantizer: soft-rounding surrogate
+    checkpoint_every: int = 0  # 0 disables checkpoints
+    checkpoint_path: str | None = None  # default: "<out>.ckpt"
+    resume: bool = False
+    data_dir: str | None = None
+    # --- objective speed/fidelity switches (DM) ---
+    dm_mode: str = "fast"  # fast (network pool, precomputed real means) | plain (reference)
+    pool_size: int = 64
+    real_per_class: int = 512
+    batch_real: int = 256
+    dsa: bool = True
+    channels_last: bool = True
+    bf16: bool | None = None  # None: when the hardware has native bf16 (AMX, bf16 GPUs)
+    compile: bool | None = None  # None: for runs of >= COMPILE_MIN_ITERATIONS iterations
+    method_options: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if self.quantizer not in QUANTIZERS:
+            raise ValueError(f"unknown quantizer {self.quantizer!r}; expected one of {QUANTIZERS}")
+        if self.group not in GROUPS:
+            raise ValueError(f"unknown group {self.group!r}; expected one of {GROUPS}")
+        if self.quantizer != "none" or self.post_quantize:
+            if not 1 <= int(self.bits) <= 8:
+                raise ValueError(f"bits must be in 1..8, got {self.bits}")
+        if self.iterations < 0:
+            raise ValueError("iterations must be >= 0")
+        if self.budget_bytes <= 0:
+            raise ValueError("budget must be positive")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        if self.post_codebook not in ("uniform", "kmeans"):
+            raise ValueError("post_codebook must be 'uniform' or 'kmeans'")
+        if self.ipc is not None and self.ipc < 1:
+            raise ValueError("ipc must be >= 1")
+
+    @property
+    def file_bits(self) -> int:
+        """Bit width of the written file (32 for the unquantized baseline)."""
+        if self.quantizer == "none" and not self.post_quantize:
+            return 32
+        return int(self.bits)
+
+    @property
+    def train_quantizer(self) -> str:
+        """Quantizer in the training loop (post-quantization trains unquantized)."""
+        return "none" if self.post_quantize else self.quantizer
+
+    def objective_options(self) -> dict[str, Any]:
+        if self.method != "dm":
+            return dict(self.method_options)
+        opts: dict[str, Any] = {
+            "mode": self.dm_mode,
+            "pool_size": self.pool_size,
+            "real_per_class": self.real_per_class,
+            "batch_real": self.batch_real,
+            "dsa": self.dsa,
+            "channels_last": self.channels_last,
+            "bf16": self.bf16,
+            # Compiling costs tens of seconds once; it pays only on longer runs.
+            "compile": self.iterations >= COMPILE_MIN_ITERATIONS
+            if self.compile is None
+            else self.compile,
+        }
+        opts.update(self.method_options)
+        return opts
+
+
+@dataclass
+class DistillResult:
+    path: str
+    ipc: int
+    n: int
+    bits: int
+    file_bytes: int
+    budget_bytes: int
+    iterations: int
+    seconds: float  # wall time of the optimization loop (this process)
+    prepare_seconds: float  # precomputation before the loop (pool of real embeddings)
+    it_per_s: float
+    final_loss: float
+    resumed_from: int = 0
+
+
+@dataclass
+class SubsetResult:
+    path: str
+    ipc: int
+    n: int
+    bits: int
+    file_bytes: int
+    budget_bytes: int
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> cuda when available, else cpu; ``cuda`` without a GPU is an error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but CUDA is not available")
+    return torch.device(device)
+
+
+def _denorm(bundle: Any) -> Denorm:
+    return Denorm(scale=[float(s) for s in bundle.std], offset=[float(m) for m in bundle.mean])
+
+
+def _provenance(kind: str, **items: Any) -> dict[str, Any]:
+    # Deterministic content only (no timings): its size is part of the budget, and the
+    # same arguments must give the same size before and after the run.
+    return {"tool": f"quadd {kind}", **{k: v for k, v in items.items() if v is not None}}
+
+
+def plan_ipc(
+    budget_bytes: int,
+    sample_shape: tuple[int, ...],
+    bits: int,
+    class_names: list[str],
+    group: str,
+    codebook_dtype: str,
+    denorm: Denorm | None,
+    provenance: dict[str, Any] | None,
+) -> int:
+    """Samples per class that fit the budget, from the codec; a clear error if none."""
+    ipc = max_samples_per_class(
+        budget_bytes,
+        sample_shape,
+        bits,
+        class_names,
+        group=group,
+        codebook_dtype=codebook_dtype,
+        denorm=denorm,
+        provenance=provenance,
+    )
+    if ipc < 1:
+        need = encoded_size(
+            len(class_names),
+            sample_shape,
+            bits,
+            group,
+            class_names,
+            codebook_dtype,
+            denorm,
+            provenance,
+        )
+        raise ValueError(
+            f"budget of {budget_bytes} B is too small: one sample per class at {bits} bits "
+            f"needs {need} B"
+        )
+    return ipc
+
+
+def _check_written(path: str, budget: int, expected: int) -> int:
+    size = os.path.getsize(path)
+    if size > budget:
+        raise RuntimeError(f"wrote {size} B to {path}, over the {budget} B budget")
+    if size != expected:
+        raise RuntimeError(f"wrote {size} B but the codec predicted {expected} B")
+    return size
+
+
+def _check_dir(path: str) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise ValueError(f"cannot write {path}: directory {directory} does not exist")
+    if not os.access(directory, os.W_OK):
+        raise ValueError(f"cannot write {path}: directory {directory} is not writable")
+
+
+def _atomic_torch_save(obj: Any, path: str) -> None:
+    directory = os.path.dirname(os.path.abspath(path)) or "."
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _fingerprint(config: DistillConfig) -> dict[str, Any]:
+    return {k: v for k, v in asdict(config).items() if k not in _RESUMABLE_FIELDS}
+
+
+def distill(
+    config: DistillConfig, bundle: Any, out_path: str | os.PathLike[str], progress: bool = True
+) -> DistillResult:
+    """Run QuADD (or a baseline, per ``config``) on ``bundle`` and write ``out_path``.
+
+    The file stores the samples in normalized space with ``Denorm(scale=std,
+    offset=mean)``. Its size is checked against the budget after writing.
+    """
+    config.validate()
+    out_path = os.fspath(out_path)
+    device = resolve_device(config.device)
+    ckpt_path = config.checkpoint_path or out_path + ".ckpt"
+    # Fail before hours of optimization, not when writing the result.
+    for path in {out_path, ckpt_path} if config.checkpoint_every else {out_path}:
+        _check_dir(path)
+    class_names = list(bundle.class_names)
+    num_classes = len(class_names)
+    sample_shape = tuple(int(d) for d in bundle.x_train.shape[1:])
+    denorm = _denorm(bundle)
+    file_bits = config.file_bits
+    provenance = _provenance(
+        "distill",
+        dataset=bundle.name,
+        method=config.method,
+        quantizer=config.quantizer,
+        post_quantize=config.post_quantize or None,
+        bits=file_bits,
+        group=config.group,
+        iterations=config.iterations,
+        seed=config.seed,
+    )
+    # Post-quantization keeps QuADD's sample count (that is the baseline's point): the
+    # count comes from the *file* bit width, which for it is `bits`, not 32.
+    ipc_max = plan_ipc(
+        config.budget_bytes,
+        sample_shape,
+        file_bits,
+        class_names,
+        config.group,
+        config.codebook_dtype,
+        denorm,
+        provenance,
+    )
+    ipc = ipc_max if config.ipc is None else int(config.ipc)
+    if ipc > ipc_max:
+        raise ValueError(
+            f"ipc {ipc} does not fit the budget: at most {ipc_max} samples per class fit "
+            f"{config.budget_bytes} B at {file_bits} bits"
+        )
+    n = ipc * num_classes
+
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(config.seed)
+        x_real = bundle.normalize(bundle.x_train.float())
+        y_real = bundle.y_train.long()
+        syn = SyntheticSet.from_real(x_real, y_real, num_classes, ipc, config.seed).to(device)
+        quant = make_quantizer(
+            config.train_quantizer,
+            config.bits,
+            config.group,
+            num_samples=n,
+            num_channels=sample_shape[0],
+            soft_round_beta=config.soft_round_beta,
+        ).to(device)
+        quant.init_from(syn.data.detach())
+        objective = make_objective(config.method, **config.objective_options())
+        opt_img = torch.optim.SGD([syn.data], lr=config.lr_img, momentum=config.momentum)
+        qparams = [p for p in quant.parameters() if p.requires_grad]
+        opt_q = torch.optim.Adam(qparams, lr=config.lr_quant) if qparams else None
+        rng = np.random.default_rng([int(config.seed), 1])
+
+        start_it = 0
+        state: dict[str, Any] | None = None
+        if config.resume and os.path.exists(ckpt_path):
+            state = torch.load(ckpt_path, map_location=device, weights_only=False)
+            if state.get("version") != _CKPT_VERSION:
+                raise ValueError(f"checkpoint {ckpt_path} has an unsupported version")
+            if state["fingerprint"] != _fingerprint(config):
+                diff = sorted(
+                    k
+                    for k in state["fingerprint"]
+                    if state["fingerprint"][k] != _fingerprint(config).get(k)
+                )
+                raise ValueError(
+                    f"checkpoint {ckpt_path} was made with different settings ({', '.join(diff)})"
+                )
+            objective.load_state_dict(state["objective"])
+
+        t0 = time.perf_counter()
+        objective.prepare(x_real, y_real, num_classes, ipc, device, config.seed)
+        prepare_seconds = time.perf_counter() - t0
+
+        last_loss = float("nan")
+        if state is not None:
+            syn.load_state_dict(state["synthetic"])
+            quant.load_state_dict(state["quantizer"])
+            opt_img.load_state_dict(state["opt_img"])
+            if opt_q is not None and state["opt_quant"] is not None:
+                opt_q.load_state_dict(state["opt_quant"])
+            rng.bit_generator.state = state["np_rng"]
+            torch.set_rng_state(state["torch_rng"])
+            if device.type == "cuda" and state.get("cuda_rng") is not None:
+                torch.cuda.set_rng_state(state["cuda_rng"], device)
+            start_it = int(state["iteration"])
+            last_loss = float(state["loss"])
+
+        def save_checkpoint(iteration: int) -> None:
+            _atomic_torch_save(
+                {
+                    "version": _CKPT_VERSION,
+                    "fingerprint": _fingerprint(config),
+                    "iteration": iteration,
+                    "synthetic": syn.state_dict(),
+                    "quantizer": quant.state_dict(),
+                    "opt_img": opt_img.state_dict(),
+                    "opt_quant": opt_q.state_dict() if opt_q is not None else None,
+                    "np_rng": rng.bit_generator.state,
+                    "torch_rng": torch.get_rng_state(),
+                    "cuda_rng": torch.cuda.get_rng_state(device)
+                    if device.type == "cuda"
+                    else None,
+                    "objective": objective.state_dict(),
+                    "loss": last_loss,
+                },
+                ckpt_path,
+            )
+
+        from tqdm import tqdm
+
+        bar = tqdm(
+            total=config.iterations,
+            initial=min(start_it, config.iterations),
+            desc=f"distill {config.quantizer}@{file_bits}b ipc={ipc}",
+            unit="it",
+            file=sys.stderr,
+            disable=not progress,
+            dynamic_ncols=True,
+        )
+        t_loop = time.perf_counter()
+        done = 0
+        try:
+            for it in range(start_it, config.iterations):
+                syn_q = quant(syn.data)
+                loss = objective.loss(syn_q, syn.labels, rng)
+                opt_img.zero_grad(set_to_none=True)
+                if opt_q is not None:
+                    opt_q.zero_grad(set_to_none=True)
+                loss.backward()
+                opt_img.step()
+                if opt_q is not None:
+                    opt_q.step()
+                last_loss = float(loss.detach())
+                done += 1
+                bar.update(1)
+                if it % 10 == 0 or it == config.iterations - 1:
+                    bar.set_postfix(loss=f"{last_loss / num_classes:.4f}", refresh=False)
+                if config.checkpoint_every and (it + 1) % config.checkpoint_every == 0:
+                    save_checkpoint(it + 1)
+        finally:
+            bar.close()
+        seconds = time.perf_counter() - t_loop
+
+        # One last forward with the final parameters: the file holds exactly this.
+        with torch.no_grad():
+            if config.post_quantize:
+                x_final = syn.data.detach().float().cpu().numpy()
+                codes, levels = quantize_array(x_final, config.bits, config.post_codebook,
+                                               config.group)
+            else:
+                codes, levels = quant.export(syn.data.detach())
+    labels = syn.labels.cpu().numpy().astype(np.int64)
+    written = write_qdd(
+        out_path,
+        codes,
+        levels,
+        labels,
+        file_bits,
+        config.group,
+        class_names,
+        denorm=denorm,
+        codebook_dtype=config.codebook_dtype,
+        provenance=provenance,
+    )
+    expected = encoded_size(
+        n, sample_shape, file_bits, config.group, class_names, config.codebook_dtype, denorm,
+        provenance,
+    )
+    size = _check_written(out_path, config.budget_bytes, expected)
+    assert written == size
+    return DistillResult(
+        path=out_path,
+        ipc=ipc,
+        n=n,
+        bits=file_bits,
+        file_bytes=size,
+        budget_bytes=config.budget_bytes,
+        iterations=config.iterations,
+        seconds=seconds,
+        prepare_seconds=prepare_seconds,
+        it_per_s=done / seconds if seconds > 0 and done else 0.0,
+        final_loss=last_loss,
+        resumed_from=start_it,
+    )
+
+
+def subset(
+    bundle: Any,
+    budget_bytes: int,
+    bits: int,
+    seed: int,
+    out_path: str | os.PathLike[str],
+    codebook: str = "uniform",
+    group: str = "channel",
+    codebook_dtype: str = "f4",
+) -> SubsetResult:
+    """Random-real-subset baseline: the most samples per class that fit at ``bits``.
+
+    ``bits=32`` stores raw float32. A class smaller than the affordable count
+    contributes all its samples (no duplicates: a real subset has nothing to gain
+    from them), so the file may then be below the budget.
+    """
+    out_path = os.fspath(out_path)
+    _check_dir(out_path)
+    if bits != 32 and not 1 <= bits <= 8:
+        raise ValueError(f"bits must be in 1..8 or 32, got {bits}")
+    if group not in GROUPS:
+        raise ValueError(f"unknown group {group!r}; expected one of {GROUPS}")
+    class_names = list(bundle.class_names)
+    num_classes = len(class_names)
+    sample_shape = tuple(int(d) for d in bundle.x_train.shape[1:])
+    denorm = _denorm(bundle)
+    provenance = _provenance("subset", dataset=bundle.name, bits=bits, group=group, seed=seed,
+                             codebook=codebook if bits != 32 else None)
+    ipc = plan_ipc(budget_bytes, sample_shape, bits, class_names, group, codebook_dtype,
+                   denorm, provenance)
+    labels_np = bundle.y_train.cpu().numpy()
+    rng = np.random.default_rng([int(seed), 2])
+    picks = [rng.permutation(np.flatnonzero(labels_np == c))[:ipc] for c in range(num_classes)]
+    idx = np.concatenate(picks).astype(np.int64)
+    labels = labels_np[idx].astype(np.int64)
+    x = bundle.normalize(bundle.x_train[torch.from_numpy(idx)].float()).cpu().numpy()
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if bits == 32:
+        codes, levels = x, None
+    else:
+        codes, levels = quantize_array(x, bits, codebook, group)
+    write_qdd(out_path, codes, levels, labels, bits, group, class_names, denorm=denorm,
+              codebook_dtype=codebook_dtype, provenance=provenance)
+    expected = encoded_size(len(idx), sample_shape, bits, group, class_names, codebook_dtype,
+                            denorm, provenance)
+    size = _check_written(out_path, budget_bytes, expected)
+    return SubsetResult(out_path, ipc, len(idx), bits, size, budget_bytes)

@@ -1,0 +1,422 @@
+"""Differentiable quantizers for synthetic samples (the "quantizer" piece of QuADD).
+
+Every quantizer owns a float32 level table of shape ``(G, 2**bits)`` (one sorted row per
+group: ``"tensor"`` -> 1 row, ``"channel"`` -> one row per channel, ``"sample-channel"``
+-> row ``k*C + c``; the codec's group conventions). The forward pass picks a code per
+element and computes the output by *gathering from that very table*, then adds a
+surrogate-gradient term that is exactly ``0.0`` in the forward pass. That is what makes
+``export()`` bit-exact: ``levels[g, codes]`` is literally the tensor the objective saw.
+
+Gradients:
+
+* samples receive a straight-through gradient (not clipped, as APoT does for weights,
+  which is what learnable samples are: clipping it would freeze pixels that leave the
+  range while the range itself is still being learned);
+* level parameters receive the gradient of the gathered value, plus for the affine
+  quantizers (``uniform``, ``apot``) the reparameterized clipping term of APoT/LSQ:
+  ``d q / d scale = Pi(u) - u`` inside the range and ``+-1`` (the end level) outside.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+__all__ = [
+    "GROUPS",
+    "QUANTIZERS",
+    "APoTQuantizer",
+    "IdentityQuantizer",
+    "LearnedQuantizer",
+    "Quantizer",
+    "UniformQuantizer",
+    "apot_grid",
+    "make_quantizer",
+    "num_groups",
+]
+
+GROUPS = ("tensor", "channel", "sample-channel")
+QUANTIZERS = ("uniform", "apot", "learned", "none")
+
+# Keeps a collapsed range (constant channel) from dividing by zero.
+_MIN_SCALE = 1e-6
+
+
+def num_groups(group: str, num_samples: int, num_channels: int) -> int:
+    """Rows of the level table for ``group`` (the codec's conventions)."""
+    if group == "tensor":
+        return 1
+    if group == "channel":
+        return num_channels
+    if group == "sample-channel":
+        return num_samples * num_channels
+    raise ValueError(f"unknown group {group!r}; expected one of {GROUPS}")
+
+
+def _to_groups(x: Tensor, group: str) -> Tensor:
+    """``(N, C, ...)`` -> ``(G, M)`` with row ``g`` holding every element of group ``g``."""
+    n, c = x.shape[0], x.shape[1]
+    if group == "tensor":
+        return x.reshape(1, -1)
+    if group == "channel":
+        return x.transpose(0, 1).reshape(c, -1)
+    if group == "sample-channel":
+        return x.reshape(n * c, -1)
+    raise ValueError(f"unknown group {group!r}; expected one of {GROUPS}")
+
+
+def _from_groups(t: Tensor, group: str, shape: torch.Size | tuple[int, ...]) -> Tensor:
+    """Inverse of :func:`_to_groups`."""
+    if group == "channel":
+        n, c = shape[0], shape[1]
+        return t.reshape(c, n, *shape[2:]).transpose(0, 1).reshape(shape)
+    return t.reshape(shape)
+
+
+def _apot_magnitudes(m: int) -> list[float]:
+    """``2**m`` distinct magnitudes in ``[0, 1]`` built as additive powers of two.
+
+    APoT (Li et al., ICLR 2020) writes a level as a sum of ``n`` terms, each term
+    either 0 or one power of two taken from its own interleaved set of exponents, so
+    levels are dense near 0 yet without the empty tail of plain powers-of-two. The paper
+    fixes 2 bits per term; we use ``ceil(m/2)`` terms of 2 bits (one 1-bit term when
+    ``m`` is odd) and deal exponents out round-robin, which reproduces the reference
+    ``build_power_value`` for m = 2, 4, 6 and extends it to every m.
+    """
+    if m == 0:
+        return [0.0]
+    n_terms = (m + 1) // 2
+    term_bits = [2] * (m // 2) + ([1] if m % 2 else [])
+    capacity = [2**k - 1 for k in term_bits]
+    terms: list[list[float]] = [[0.0] for _ in range(n_terms)]
+    exponent = 1
+    while any(len(terms[i]) - 1 < capacity[i] for i in range(n_terms)):
+        for i in range(n_terms):
+            if len(terms[i]) - 1 < capacity[i]:
+                terms[i].append(2.0**-exponent)
+                exponent += 1
+    values = {0.0}
+    for term in terms:
+        values = {v + t for v in values for t in term}
+    out = sorted(values)
+    assert len(out) == 2**m, (m, len(out))
+    top = out[-1]
+    return [v / top for v in out]
+
+
+def apot_grid(bits: int) -> Tensor:
+    """Sorted signed APoT grid in ``[-1, 1]`` with exactly ``2**bits`` entries.
+
+    One bit is the sign and ``bits - 1`` bits the APoT magnitude, as in APoT's signed
+    weight quantizer. +0 and -0 are the same value, so for ``bits >= 2`` the grid holds
+    ``2**bits - 1`` distinct levels and 0 appears twice (a wasted code, the price of a
+    symmetric grid with an exact zero). ``bits == 1`` is ``{-1, +1}``.
+    """
+    if not 1 <= bits <= 8:
+        raise ValueError(f"APoT bits must be in 1..8, got {bits}")
+    if bits == 1:
+        return torch.tensor([-1.0, 1.0])
+    mags = _apot_magnitudes(bits - 1)
+    grid = sorted([-v for v in mags] + mags)
+    return torch.tensor(grid, dtype=torch.float32)
+
+
+def _soft_round(u: Tensor, beta: float) -> Tensor:
+    """Smooth staircase with unit mean slope; only its derivative is used (backward)."""
+    f = torch.floor(u).detach()
+    r = u - f
+    return f + 0.5 + 0.5 * torch.tanh(beta * (r - 0.5)) / math.tanh(beta / 2)
+
+
+class Quantizer(nn.Module):
+    """Base class: level table + nearest-level codes + bit-exact export."""
+
+    name = "base"
+
+    def __init__(self, bits: int, group: str, num_samples: int, num_channels: int) -> None:
+        super().__init__()
+        if group not in GROUPS:
+            raise ValueError(f"unknown group {group!r}; expected one of {GROUPS}")
+        self.bits = int(bits)
+        self.group = group
+        self.num_samples = int(num_samples)
+        self.num_channels = int(num_channels)
+        self.num_levels = 2**self.bits
+        self.num_groups = num_groups(group, num_samples, num_channels)
+        self._last: tuple[Tensor, Tensor, torch.Size] | None = None
+
+    # --- subclass hooks -------------------------------------------------------------
+    def init_from(self, x: Tensor) -> None:
+        """Data-dependent initialization from the initial samples ``(N, C, ...)``."""
+
+    def table(self) -> Tensor:
+        """Float32 ``(G, L)`` level table, rows non-decreasing, differentiable."""
+        raise NotImplementedError
+
+    def _codes(self, xg: Tensor, table: Tensor) -> Tensor:
+        """Nearest level index per element of ``xg`` (``(G, M)``, int64)."""
+        mids = ((table[:, :-1] + table[:, 1:]) * 0.5).detach().contiguous()
+        return torch.searchsorted(mids, xg.detach().contiguous())
+
+    def _surrogate(self, xg: Tensor, table: Tensor, codes: Tensor) -> Tensor:
+        """Zero-valued term whose gradient is the straight-through estimator."""
+        return xg - xg.detach()
+
+    # --- public -----------------------------------------------------------------------
+    def _check(self, x: Tensor) -> None:
+        if x.dim() < 2:
+            raise ValueError(f"expected (N, C, ...) samples, got shape {tuple(x.shape)}")
+        if x.shape[1] != self.num_channels:
+            raise ValueError(f"expected {self.num_channels} channels, got {x.shape[1]}")
+        if self.group == "sample-channel" and x.shape[0] != self.num_samples:
+            raise ValueError(
+                f"sample-channel quantizer built for {self.num_samples} samples, got {x.shape[0]}"
+            )
+
+    def forward(self, x: Tensor) -> Tensor:
+        self._check(x)
+        xf = x.float()
+        xg = _to_groups(xf, self.group)
+        # "+ 0.0" turns -0.0 into +0.0, so the gathered value and the exported level
+        # are the same bits even after the (zero) surrogate term is added.
+        table = self.table().float() + 0.0
+        codes = self._codes(xg, table).clamp_(0, self.num_levels - 1)
+        q = torch.gather(table, 1, codes) + self._surrogate(xg, table, codes)
+        self._last = (codes.detach(), table.detach(), x.shape)
+        return _from_groups(q, self.group, x.shape)
+
+    def export(self, x: Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(codes uint8 (N, C, ...), levels float32 (G, 2**bits))``.
+
+        With ``x`` the current parameters quantize ``x``; without it, the result of the
+        last forward pass is exported. Either way ``levels[g, codes]`` reproduces the
+        quantized tensor bit for bit.
+        """
+        if x is not None:
+            with torch.no_grad():
+                self.forward(x)
+        if self._last is None:
+            raise RuntimeError("export() without samples needs a forward pass first")
+        codes, table, shape = self._last
+        codes_np = _from_groups(codes, self.group, shape).to(torch.uint8).cpu().numpy()
+        levels = table.cpu().numpy().astype(np.float32, copy=True)
+        if np.any(np.diff(levels, axis=1) < 0):  # guaranteed by table(); cheap to assert
+            raise AssertionError("quantizer produced an unsorted level table")
+        return codes_np, levels
+
+
+class IdentityQuantizer(Quantizer):
+    """No quantization: the unquantized (32-bit float) baseline."""
+
+    name = "none"
+
+    def __init__(self, num_samples: int = 0, num_channels: int = 1) -> None:
+        nn.Module.__init__(self)
+        self.bits = 32
+        self.group = "tensor"
+        self.num_samples = int(num_samples)
+        self.num_channels = int(num_channels)
+        self.num_levels = 0
+        self.num_groups = 0
+        self._last_x: Tensor | None = None
+
+    def forward(self, x: Tensor) -> Tensor:
+        self._last_x = x.detach().float().clone()
+        return x
+
+    def export(self, x: Tensor | None = None) -> tuple[np.ndarray, None]:  # type: ignore[override]
+        """``(float32 samples, None)`` -- the codec's ``bits=32`` convention."""
+        if x is not None:
+            self._last_x = x.detach().float().clone()
+        if self._last_x is None:
+            raise RuntimeError("export() without samples needs a forward pass first")
+        return self._last_x.cpu().numpy().astype(np.float32, copy=True), None
+
+
+class _AffineGridQuantizer(Quantizer):
+    """Levels ``offset + scale * grid`` with the LSQ/APoT reparameterized gradient."""
+
+    soft_round_beta: float | None = None
+
+    def _affine(self) -> tuple[Tensor, Tensor, Tensor]:
+        """``(offset (G,1), scale (G,1) > 0, grid (1|G, L))``."""
+        raise NotImplementedError
+
+    def table(self) -> Tensor:
+        offset, scale, grid = self._affine()
+        return offset + scale * grid
+
+    def _surrogate(self, xg: Tensor, table: Tensor, codes: Tensor) -> Tensor:
+        offset, scale, _ = self._affine()
+        lo, hi = table[:, :1].detach(), table[:, -1:].detach()
+        inside = ((xg >= lo) & (xg <= hi)).to(xg.dtype)
+        u = (xg - offset) / scale
+        if self.soft_round_beta:
+            s = _soft_round(u, self.soft_round_beta)
+            du = s - s.detach()
+        else:
+            du = u - u.detach()
+        # Inside: scale * du gives d/dx = 1 and the clipping-parameter terms (Pi(u) - u
+        # style); outside: plain pass-through for x, and the gathered end level already
+        # carries the +-1 gradient for the range.
+        return scale * du * inside + (xg - xg.detach()) * (1.0 - inside)
+
+
+class UniformQuantizer(_AffineGridQuantizer):
+    """``2**bits`` evenly spaced levels over a learnable per-group ``[lo, hi]``."""
+
+    name = "uniform"
+
+    def __init__(
+        self,
+        bits: int,
+        group: str,
+        num_samples: int,
+        num_channels: int,
+        soft_round_beta: float | None = None,
+    ) -> None:
+        super().__init__(bits, group, num_samples, num_channels)
+        self.lo = nn.Parameter(torch.full((self.num_groups, 1), -1.0))
+        self.hi = nn.Parameter(torch.full((self.num_groups, 1), 1.0))
+        self.soft_round_beta = soft_round_beta
+        self.register_buffer("grid", torch.arange(self.num_levels, dtype=torch.float32)[None])
+
+    def init_from(self, x: Tensor) -> None:
+        xg = _to_groups(x.detach().float(), self.group)
+        with torch.no_grad():
+            self.lo.copy_(xg.min(dim=1, keepdim=True).values)
+            self.hi.copy_(xg.max(dim=1, keepdim=True).values)
+
+    def _affine(self) -> tuple[Tensor, Tensor, Tensor]:
+        # min/max keep the table ascending even if the optimizer swaps the ends.
+        lo = torch.minimum(self.lo, self.hi)
+        hi = torch.maximum(self.lo, self.hi)
+        scale = ((hi - lo) / (self.num_levels - 1)).clamp_min(_MIN_SCALE)
+        return lo, scale, self.grid
+
+    def _codes(self, xg: Tensor, table: Tensor) -> Tensor:
+        offset, scale, _ = self._affine()
+        u = ((xg.detach() - offset.detach()) / scale.detach()).round_()
+        return u.clamp_(0, self.num_levels - 1).long()
+
+
+class APoTQuantizer(_AffineGridQuantizer):
+    """Additive powers-of-two levels ``center + alpha * grid`` (APoT, Li et al. 2020).
+
+    ``alpha`` is APoT's learnable clipping threshold (trained with the reparameterized
+    clipping function gradient); ``center`` is a learnable per-group offset, needed
+    because normalized pixels are not centred on 0 the way network weights are.
+    """
+
+    name = "apot"
+
+    def __init__(self, bits: int, group: str, num_samples: int, num_channels: int) -> None:
+        super().__init__(bits, group, num_samples, num_channels)
+        self.center = nn.Parameter(torch.zeros(self.num_groups, 1))
+        self.alpha = nn.Parameter(torch.ones(self.num_groups, 1))
+        self.register_buffer("grid", apot_grid(self.bits)[None])
+
+    def init_from(self, x: Tensor) -> None:
+        # Center at the midrange, then pick the clipping threshold minimizing the
+        # quantization MSE over a few candidates (APoT initializes alpha from the data
+        # too; a bad alpha leaves most levels unused).
+        xg = _to_groups(x.detach().float(), self.group)
+        lo = xg.min(dim=1, keepdim=True).values
+        hi = xg.max(dim=1, keepdim=True).values
+        center = (lo + hi) / 2
+        half = ((hi - lo) / 2).clamp_min(_MIN_SCALE)
+        grid = self.grid.to(xg)
+        best_err = torch.full_like(center, float("inf"))
+        best_alpha = half.clone()
+        for frac in torch.linspace(0.3, 1.0, 15).tolist():
+            alpha = half * frac
+            table = center + alpha * grid
+            mids = ((table[:, :-1] + table[:, 1:]) * 0.5).contiguous()
+            codes = torch.searchsorted(mids, xg.contiguous())
+            err = (torch.gather(table, 1, codes) - xg).pow(2).mean(dim=1, keepdim=True)
+            better = err < best_err
+            best_err = torch.where(better, err, best_err)
+            best_alpha = torch.where(better, alpha, best_alpha)
+        with torch.no_grad():
+            self.center.copy_(center)
+            self.alpha.copy_(best_alpha)
+
+    def _affine(self) -> tuple[Tensor, Tensor, Tensor]:
+        return self.center, self.alpha.abs().clamp_min(_MIN_SCALE), self.grid
+
+
+class LearnedQuantizer(Quantizer):
+    """Free per-group levels, initialized by Lloyd-Max (1-D k-means) on the samples.
+
+    The table is the sorted parameter row, so it is ascending by construction; levels
+    are trained through the gather of the nearest-level assignment (each level gets the
+    summed gradient of the elements assigned to it).
+    """
+
+    name = "learned"
+
+    def __init__(
+        self,
+        bits: int,
+        group: str,
+        num_samples: int,
+        num_channels: int,
+        lloyd_iters: int = 25,
+    ) -> None:
+        super().__init__(bits, group, num_samples, num_channels)
+        self.lloyd_iters = lloyd_iters
+        init = torch.linspace(-1.0, 1.0, self.num_levels).expand(self.num_groups, -1)
+        self.levels = nn.Parameter(init.clone())
+
+    def init_from(self, x: Tensor) -> None:
+        xg = _to_groups(x.detach().float(), self.group).contiguous()
+        levels = lloyd_max(xg, self.num_levels, self.lloyd_iters)
+        with torch.no_grad():
+            self.levels.copy_(levels)
+
+    def table(self) -> Tensor:
+        return torch.sort(self.levels, dim=1).values
+
+
+def lloyd_max(xg: Tensor, num_levels: int, iters: int = 25) -> Tensor:
+    """Per-row 1-D k-means: ``(G, M)`` samples -> ``(G, L)`` sorted levels."""
+    q = torch.linspace(0.0, 1.0, num_levels + 2, dtype=xg.dtype, device=xg.device)[1:-1]
+    # Quantile init spreads levels over the mass; the endpoints pulled to min/max keep
+    # the tails covered.
+    levels = torch.quantile(xg, q, dim=1).T.contiguous()
+    g = xg.shape[0]
+    for _ in range(iters):
+        mids = ((levels[:, :-1] + levels[:, 1:]) * 0.5).contiguous()
+        codes = torch.searchsorted(mids, xg)
+        sums = torch.zeros(g, num_levels, dtype=xg.dtype, device=xg.device)
+        counts = torch.zeros_like(sums)
+        sums.scatter_add_(1, codes, xg)
+        counts.scatter_add_(1, codes, torch.ones_like(xg))
+        levels = torch.where(counts > 0, sums / counts.clamp_min(1), levels)
+        levels = torch.sort(levels, dim=1).values
+    return levels
+
+
+def make_quantizer(
+    name: str,
+    bits: int,
+    group: str = "channel",
+    num_samples: int = 0,
+    num_channels: int = 1,
+    soft_round_beta: float | None = None,
+) -> Quantizer:
+    """Build a quantizer by name (``uniform``, ``apot``, ``learned``, ``none``)."""
+    if name == "none":
+        return IdentityQuantizer(num_samples, num_channels)
+    if not 1 <= int(bits) <= 8:
+        raise ValueError(f"bits must be in 1..8 for quantizer {name!r}, got {bits}")
+    if name == "uniform":
+        return UniformQuantizer(bits, group, num_samples, num_channels, soft_round_beta)
+    if name == "apot":
+        return APoTQuantizer(bits, group, num_samples, num_channels)
+    if name == "learned":
+        return LearnedQuantizer(bits, group, num_samples, num_channels)
+    raise ValueError(f"unknown quantizer {name!r}; expected one of {QUANTIZERS}")

@@ -1,0 +1,168 @@
+"""End-to-end distillation on the built-in digits set: budget, exactness, resume."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from quadd_codec import QddFile
+from quadd_train.data import load_dataset
+from quadd_train.distill import DistillConfig, distill, subset
+from quadd_train.quantizers import make_quantizer
+from quadd_train.synthetic import SyntheticSet
+
+BUDGET = 4096
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _cfg(**kw) -> DistillConfig:
+    base = dict(
+        budget_bytes=BUDGET,
+        bits=2,
+        quantizer="uniform",
+        iterations=4,
+        seed=3,
+        pool_size=2,
+        real_per_class=32,
+        ipc=4,
+    )
+    base.update(kw)
+    return DistillConfig(**base)
+
+
+@pytest.mark.parametrize("quantizer", ["uniform", "apot", "learned"])
+def test_file_is_the_final_quantized_set(tmp_path, digits, quantizer):
+    out = tmp_path / "d.qdd"
+    ckpt = tmp_path / "d.ckpt"
+    cfg = _cfg(quantizer=quantizer, checkpoint_every=4, checkpoint_path=str(ckpt))
+    res = distill(cfg, digits, out, progress=False)
+    size = os.path.getsize(out)
+    assert size == res.file_bytes <= BUDGET
+    f = QddFile(out)
+    assert f.n == res.n == 40 and f.bits == 2
+    # Rebuild samples + quantizer from the final checkpoint: the file must hold exactly
+    # the quantized synthetic set, bit for bit, in normalized space.
+    state = torch.load(ckpt, weights_only=False)
+    syn = SyntheticSet(torch.zeros(40, 1, 8, 8), torch.zeros(40, dtype=torch.long), 10)
+    syn.load_state_dict(state["synthetic"])
+    q = make_quantizer(quantizer, 2, "channel", num_samples=40, num_channels=1)
+    q.load_state_dict(state["quantizer"])
+    with torch.no_grad():
+        expect = q(syn.data).numpy()
+    got = f.read_all()
+    assert np.array_equal(got.view(np.uint32), expect.view(np.uint32))
+    assert np.array_equal(np.asarray(f.labels), np.repeat(np.arange(10), 4))
+    # Denormalization recovers pixel space.
+    den = f.read_all(denormalize=True)
+    std, mean = float(digits.std[0]), float(digits.mean[0])
+    assert np.allclose(den, got * std + mean, atol=1e-5)
+
+
+def test_max_ipc_fits_budget(tmp_path, digits):
+    res = distill(_cfg(ipc=None, iterations=1), digits, tmp_path / "m.qdd", progress=False)
+    assert res.file_bytes <= BUDGET
+    # One more sample per class would not fit.
+    with pytest.raises(ValueError, match="does not fit"):
+        distill(_cfg(ipc=res.ipc + 1, iterations=1), digits, tmp_path / "x.qdd", progress=False)
+
+
+def test_budget_too_small(tmp_path, digits):
+    with pytest.raises(ValueError, match="too small"):
+        distill(_cfg(budget_bytes=100), digits, tmp_path / "t.qdd", progress=False)
+
+
+def test_baselines(tmp_path, digits):
+    res32 = distill(_cfg(quantizer="none", ipc=None, iterations=2), digits, tmp_path / "n.qdd",
+                    progress=False)
+    assert res32.bits == 32 and res32.file_bytes <= BUDGET
+    assert QddFile(tmp_path / "n.qdd").bits == 32
+    resq = distill(_cfg(ipc=None, iterations=1), digits, tmp_path / "q.qdd", progress=False)
+    assert resq.ipc > res32.ipc  # fewer bits buy more samples
+    pq = distill(_cfg(ipc=None, post_quantize=True, iterations=2), digits, tmp_path / "p.qdd",
+                 progress=False)
+    assert pq.ipc == resq.ipc and pq.bits == 2 and pq.file_bytes <= BUDGET
+    sub = subset(digits, BUDGET, 2, 0, tmp_path / "s.qdd")
+    assert sub.ipc == resq.ipc or sub.file_bytes <= BUDGET
+    assert QddFile(tmp_path / "s.qdd").n == sub.n
+
+
+def test_resume_matches_uninterrupted(tmp_path, digits):
+    full = tmp_path / "full.qdd"
+    distill(_cfg(iterations=6), digits, full, progress=False)
+    part = tmp_path / "part.qdd"
+    ckpt = tmp_path / "part.ckpt"
+    distill(_cfg(iterations=3, checkpoint_every=3, checkpoint_path=str(ckpt)), digits, part,
+            progress=False)
+    res = distill(_cfg(iterations=6, checkpoint_path=str(ckpt), resume=True), digits, part,
+                  progress=False)
+    assert res.resumed_from == 3
+    assert full.read_bytes() == part.read_bytes()
+
+
+def test_resume_rejects_other_settings(tmp_path, digits):
+    ckpt = tmp_path / "c.ckpt"
+    distill(_cfg(iterations=2, checkpoint_every=2, checkpoint_path=str(ckpt)), digits,
+            tmp_path / "a.qdd", progress=False)
+    with pytest.raises(ValueError, match="different settings"):
+        distill(_cfg(iterations=4, bits=3, checkpoint_path=str(ckpt), resume=True), digits,
+                tmp_path / "b.qdd", progress=False)
+
+
+def test_plain_mode_runs(tmp_path, digits):
+    res = distill(_cfg(dm_mode="plain", batch_real=16, iterations=2), digits,
+                  tmp_path / "p.qdd", progress=False)
+    assert res.file_bytes <= BUDGET and np.isfinite(res.final_loss)
+
+
+def _cli():
+    import click
+
+    from quadd_cli.errors import QuaddGroup
+    from quadd_cli.train_commands import distill_command, subset_command
+
+    @click.group(cls=QuaddGroup)
+    def group() -> None:
+        pass
+
+    group.add_command(distill_command)
+    group.add_command(subset_command)
+    return group
+
+
+def test_cli_distill_and_subset(tmp_path):
+    from click.testing import CliRunner
+
+    runner = CliRunner()
+    out = tmp_path / "c.qdd"
+    args = ["distill", "--budget", "4KiB", "--bits", "2", "-n", "2", "--pool-size", "1",
+            "--real-per-class", "16", "--ipc", "3", "--json", "-o", str(out)]
+    res = runner.invoke(_cli(), args)
+    assert res.exit_code == 0, res.output
+    assert '"file_bytes"' in res.stdout and out.stat().st_size <= 4096
+    res = runner.invoke(_cli(), ["subset", "--budget", "4KiB", "--bits", "3", "-o",
+                                 str(tmp_path / "s.qdd")])
+    assert res.exit_code == 0 and "samples" in res.stdout
+    # Bad size: usage error (2). Too small a budget: one error line, exit 1.
+    res = runner.invoke(_cli(), ["distill", "--budget", "4XB", "-o", str(out)])
+    assert res.exit_code == 2
+    res = runner.invoke(_cli(), ["distill", "--budget", "50", "-o", str(out)])
+    assert res.exit_code == 1
+    assert res.stderr.strip().count("\n") == 0 and "too small" in res.stderr
+    assert "Traceback" not in res.output
+    res = runner.invoke(_cli(), ["subset", "--budget", "4KiB", "--bits", "12", "-o", str(out)])
+    assert res.exit_code == 2

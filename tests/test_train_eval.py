@@ -1,0 +1,232 @@
+"""ConvNet, DSA augmentation, the evaluation protocol and the `quadd eval` command."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from quadd_train.augment import AUGMENT_FNS, DEFAULT_STRATEGY, ParamDiffAug, diff_augment
+from quadd_train.data import load_dataset
+from quadd_train.evaluate import _check_qdd_matches, evaluate_qdd, evaluate_tensors
+from quadd_train.networks import ConvNet
+
+try:
+    from quadd_cli.eval_command import eval_command
+except ImportError:  # not installed: import from the source tree
+    from cli.eval_command import eval_command
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits")
+
+
+def _ipc_subset(b, ipc: int):
+    idx = torch.cat([torch.nonzero(b.y_train == c)[:ipc, 0] for c in range(b.num_classes)])
+    return b.x_train[idx], b.y_train[idx]
+
+
+# -- ConvNet ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("channel", "size", "features"),
+    [(1, (8, 8), 128), (1, (28, 28), 2048), (3, (32, 32), 2048), (3, (28, 28), 1152)],
+)
+def test_convnet_shapes(channel, size, features):
+    net = ConvNet(channel, 10, size)
+    x = torch.randn(2, channel, *size)
+    assert net.embed(x).shape == (2, features)
+    assert net(x).shape == (2, 10)
+    assert net.num_features == features
+
+
+def test_convnet_variants_and_errors():
+    for norm in ("batchnorm", "layernorm", "groupnorm", "none"):
+        assert ConvNet(3, 4, (16, 16), width=8, norm=norm)(torch.randn(2, 3, 16, 16)).shape == (
+            2,
+            4,
+        )
+    assert ConvNet(1, 3, (8, 8), width=8, depth=2, pooling="maxpooling", act="leakyrelu")(
+        torch.randn(1, 1, 8, 8)
+    ).shape == (1, 3)
+    with pytest.raises(ValueError):
+        ConvNet(3, 10, (32, 32), norm="weird")
+    with pytest.raises(ValueError, match="too small"):
+        ConvNet(1, 10, (4, 4), depth=4)
+
+
+# -- DSA ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["S", "M"])
+def test_dsa_same_seed_same_output(mode):
+    x = torch.rand(6, 3, 16, 16)
+    p = ParamDiffAug(aug_mode=mode)
+    a = diff_augment(x, DEFAULT_STRATEGY, seed=11, param=p)
+    b = diff_augment(x, DEFAULT_STRATEGY, seed=11, param=p)
+    assert torch.equal(a, b)
+    others = [diff_augment(x, DEFAULT_STRATEGY, seed=s, param=p) for s in range(12, 17)]
+    assert any(not torch.equal(a, o) for o in others)
+
+
+def test_dsa_siamese_across_batch_sizes():
+    # Real and synthetic batches differ in size but must get the same transform.
+    real, syn = torch.rand(7, 1, 12, 12), torch.rand(2, 1, 12, 12)
+    both = torch.cat([syn, real])
+    for seed in range(8):
+        a = diff_augment(syn, seed=seed, param=ParamDiffAug(aug_mode="M"))
+        b = diff_augment(both, seed=seed, param=ParamDiffAug(aug_mode="M"))
+        assert torch.allclose(a, b[:2], atol=1e-6)
+
+
+def test_dsa_does_not_touch_global_rng():
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    diff_augment(torch.zeros(2, 3, 8, 8), seed=5)
+    assert torch.equal(torch.rand(3), expected)
+
+
+@pytest.mark.parametrize("op", sorted(AUGMENT_FNS))
+@pytest.mark.parametrize("channels", [1, 3])
+def test_dsa_each_op_is_differentiable(op, channels):
+    x = torch.rand(4, channels, 8, 8, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(4, channels, 8, 8, dtype=torch.float64)
+    out = diff_augment(x, op, seed=3, param=ParamDiffAug(aug_mode="M"))
+    assert out.shape == x.shape
+    (out * w).sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    assert float(x.grad.abs().sum()) > 0
+
+
+def test_dsa_unseeded_is_per_sample_and_none_is_identity():
+    x = torch.rand(1, 3, 8, 8).expand(16, 3, 8, 8).contiguous()
+    out = diff_augment(x, "color", seed=None)
+    assert not torch.allclose(out[0], out[1])
+    assert diff_augment(x, "none") is x
+    with pytest.raises(ValueError, match="unknown augmentation"):
+        diff_augment(x, "color_blur")
+
+
+# -- evaluation protocol -----------------------------------------------------------------
+
+
+def test_evaluate_tensors_learns_digits(digits):
+    x, y = _ipc_subset(digits, 10)
+    r = evaluate_tensors(x, y, digits, runs=1, epochs=20, batch_size=20, progress=False)
+    assert r["runs"] == 1 and len(r["accuracies"]) == 1 and r["epochs"] == 20
+    assert r["accuracy"] > 50.0, r  # chance is 10 %
+
+
+def test_evaluate_tensors_rejects_mismatch(digits):
+    with pytest.raises(ValueError, match="shape"):
+        evaluate_tensors(torch.zeros(2, 3, 8, 8), torch.zeros(2), digits, progress=False)
+    with pytest.raises(ValueError, match="labels"):
+        evaluate_tensors(torch.zeros(2, 1, 8, 8), torch.tensor([0, 10]), digits,
+                         progress=False)
+
+
+class _FakeQdd:
+    def __init__(self, names, shape, targets=(0, 1)):
+        self.class_names = names
+        self.num_classes = len(names)
+        self.sample_shape = shape
+        self.targets = torch.tensor(targets)
+
+
+def test_qdd_metadata_checks(digits):
+    names = digits.class_names
+    _check_qdd_matches(_FakeQdd(names, (1, 8, 8)), digits, "f.qdd")
+    with pytest.raises(ValueError, match="classes"):
+        _check_qdd_matches(_FakeQdd(list("abcdefghij"), (1, 8, 8)), digits, "f.qdd")
+    with pytest.raises(ValueError, match="shape"):
+        _check_qdd_matches(_FakeQdd(names, (3, 8, 8)), digits, "f.qdd")
+    with pytest.raises(ValueError, match="labels"):
+        _check_qdd_matches(_FakeQdd(names, (1, 8, 8), (-1, -1)), digits, "f.qdd")
+
+
+def _write_digits_qdd(path, x, y, class_names):
+    codec = pytest.importorskip("quadd_codec")
+    codes = np.round(x.numpy() * 255).astype(np.uint8)
+    levels = np.linspace(0, 1, 256, dtype=np.float32)[None]
+    codec.write_qdd(str(path), codes=codes, levels=levels, labels=y.numpy(), bits=8,
+                    group="tensor", class_names=class_names)
+    return path
+
+
+@pytest.fixture(scope="module")
+def digits_qdd(digits, tmp_path_factory):
+    x, y = _ipc_subset(digits, 10)
+    return _write_digits_qdd(tmp_path_factory.mktemp("qdd") / "d.qdd", x, y,
+                             digits.class_names)
+
+
+def test_evaluate_qdd_learns_digits(digits, digits_qdd):
+    r = evaluate_qdd(digits_qdd, digits, runs=1, epochs=20, batch_size=20, progress=False)
+    assert r["file_bytes"] == digits_qdd.stat().st_size
+    assert r["num_samples"] == 100
+    assert r["accuracy"] > 50.0, r
+
+
+def test_evaluate_qdd_reads_file_every_epoch(digits, digits_qdd, monkeypatch):
+    import quadd_codec
+
+    calls = []
+    real = quadd_codec.QddDataset.__getitems__
+
+    def spy(self, idx):
+        calls.append(len(idx))
+        return real(self, idx)
+
+    monkeypatch.setattr(quadd_codec.QddDataset, "__getitems__", spy)
+    evaluate_qdd(digits_qdd, digits, runs=1, epochs=3, batch_size=50, progress=False,
+                 dsa=False)
+    assert calls == [50] * 6
+
+
+def test_evaluate_qdd_class_mismatch(digits, tmp_path):
+    x, y = _ipc_subset(digits, 1)
+    p = _write_digits_qdd(tmp_path / "w.qdd", x, y, list("abcdefghij"))
+    with pytest.raises(ValueError, match="classes"):
+        evaluate_qdd(p, digits, runs=1, epochs=1, progress=False)
+
+
+# -- CLI ----------------------------------------------------------------------------------
+
+
+def test_cli_json(digits_qdd):
+    res = CliRunner().invoke(
+        eval_command,
+        [str(digits_qdd), "--dataset", "digits", "--runs", "1", "--epochs", "2",
+         "--device", "cpu", "--json", "--no-progress"],
+    )
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    for key in ("accuracy", "std", "runs", "file_bytes"):
+        assert key in out
+    assert out["runs"] == 1 and out["file_bytes"] == digits_qdd.stat().st_size
+
+
+def test_cli_errors_are_one_line(tmp_path, digits_qdd):
+    runner = CliRunner()
+    res = runner.invoke(eval_command, [str(tmp_path / "none.qdd"), "--dataset", "digits"])
+    assert res.exit_code == 1 and "no such file" in res.stderr
+    assert "Traceback" not in res.output
+
+    res = runner.invoke(eval_command, [str(digits_qdd), "--dataset", "mnist",
+                                       "--data-dir", str(tmp_path)])
+    assert res.exit_code == 1
+    assert res.stderr.count("\n") == 1 and "--data-dir" in res.stderr
+
+    bad = tmp_path / "bad.qdd"
+    bad.write_bytes(b"not a qdd file at all" * 10)
+    res = runner.invoke(eval_command, [str(bad), "--dataset", "digits"])
+    assert res.exit_code == 1 and res.stderr.startswith("quadd: error:")
+    assert "Traceback" not in res.output

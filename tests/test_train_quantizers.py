@@ -1,0 +1,157 @@
+"""Quantizers: bit-exact export, sorted levels, gradients; budget parsing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from quadd_train.budget import parse_size
+from quadd_train.quantizers import (
+    APoTQuantizer,
+    IdentityQuantizer,
+    apot_grid,
+    make_quantizer,
+)
+
+N, C = 5, 3
+
+
+def _decode(codes: np.ndarray, levels: np.ndarray, group: str) -> np.ndarray:
+    """Independent decoder following the codec's group conventions."""
+    n, c = codes.shape[:2]
+    out = np.empty(codes.shape, dtype=np.float32)
+    for k in range(n):
+        for ch in range(c):
+            row = {"tensor": 0, "channel": ch, "sample-channel": k * c + ch}[group]
+            out[k, ch] = levels[row][codes[k, ch]]
+    return out
+
+
+@pytest.mark.parametrize("name", ["uniform", "apot", "learned"])
+@pytest.mark.parametrize("group", ["tensor", "channel", "sample-channel"])
+def test_export_bit_exact_and_sorted(name: str, group: str) -> None:
+    gen = torch.Generator().manual_seed(0)
+    for bits in range(1, 9):
+        x = torch.randn(N, C, 6, 5, generator=gen) * 1.5 + 0.2
+        q = make_quantizer(name, bits, group, num_samples=N, num_channels=C)
+        q.init_from(x)
+        opt = torch.optim.Adam(q.parameters(), lr=0.05)
+        xp = x.clone().requires_grad_(True)
+        for _ in range(3):  # train a little so levels are no longer at their init
+            y = q(xp)
+            opt.zero_grad()
+            (y * torch.randn(y.shape, generator=gen)).sum().backward()
+            opt.step()
+        y = q(xp)
+        for codes, levels in (q.export(), q.export(xp)):
+            assert codes.dtype == np.uint8 and codes.shape == tuple(x.shape)
+            assert levels.dtype == np.float32 and levels.shape[1] == 2**bits
+            assert np.all(np.diff(levels, axis=1) >= 0), "levels must be ascending"
+            dec = _decode(codes, levels, group)
+            assert np.array_equal(dec.view(np.uint32), y.detach().numpy().view(np.uint32)), (
+                name,
+                group,
+                bits,
+            )
+
+
+@pytest.mark.parametrize("name", ["uniform", "apot", "learned"])
+def test_gradients_reach_samples_and_levels(name: str) -> None:
+    torch.manual_seed(1)
+    x = (torch.randn(N, C, 4, 4) * 2).requires_grad_(True)
+    q = make_quantizer(name, 3, "channel", num_samples=N, num_channels=C)
+    q.init_from(x.detach() * 0.7)  # some values fall outside the initial range
+    y = q(x)
+    (y * torch.randn_like(y)).sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    grads = {n: p.grad for n, p in q.named_parameters()}
+    assert grads and all(g is not None and g.abs().sum() > 0 for g in grads.values()), grads
+
+
+def test_ste_is_identity_for_samples() -> None:
+    x = torch.randn(N, C, 4, 4).requires_grad_(True)
+    q = make_quantizer("uniform", 4, "channel", N, C)
+    q.init_from(x.detach())
+    q(x).sum().backward()
+    assert torch.equal(x.grad, torch.ones_like(x))
+
+
+def test_apot_rcf_alpha_gradient() -> None:
+    # APoT: d q / d alpha = Pi(u) - u inside the clipping range, sign(u) outside.
+    q = APoTQuantizer(3, "tensor", 1, 1)
+    with torch.no_grad():
+        q.center.zero_()
+        q.alpha.fill_(2.0)
+    x = torch.tensor([[[[0.3, -0.9, 5.0, -7.0]]]], requires_grad=True)
+    y = q(x)
+    y.sum().backward()
+    u = x.detach() / 2.0
+    pi = y.detach() / 2.0
+    inside = u.abs() <= 1
+    expect = torch.where(inside, pi - u, torch.sign(u)).sum()
+    assert torch.allclose(q.alpha.grad.sum(), expect, atol=1e-6)
+
+
+def test_apot_grid_shape() -> None:
+    for bits in range(1, 9):
+        g = apot_grid(bits)
+        assert g.numel() == 2**bits and torch.all(g[1:] >= g[:-1])
+        assert g.min() == -1 and g.max() == 1
+    # APoT levels are dense near zero and sparse near the clipping value.
+    g = apot_grid(5)
+    pos = g[g > 0]
+    assert (pos[1] - pos[0]) < (pos[-1] - pos[-2])
+
+
+def test_soft_round_keeps_forward_exact() -> None:
+    x = torch.randn(N, C, 4, 4).requires_grad_(True)
+    q = make_quantizer("uniform", 3, "channel", N, C, soft_round_beta=4.0)
+    q.init_from(x.detach())
+    y = q(x)
+    codes, levels = q.export()
+    assert np.array_equal(_decode(codes, levels, "channel"), y.detach().numpy())
+    y.sum().backward()
+    assert x.grad.abs().sum() > 0 and not torch.equal(x.grad, torch.ones_like(x))
+
+
+def test_identity_quantizer() -> None:
+    x = torch.randn(N, C, 4, 4)
+    q = IdentityQuantizer(N, C)
+    y = q(x)
+    assert y is x
+    arr, levels = q.export()
+    assert levels is None and arr.dtype == np.float32 and np.array_equal(arr, x.numpy())
+
+
+def test_unknown_quantizer_and_bits() -> None:
+    with pytest.raises(ValueError, match="unknown quantizer"):
+        make_quantizer("fancy", 4)
+    with pytest.raises(ValueError, match="bits"):
+        make_quantizer("uniform", 9)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("120KiB", 120 * 1024),
+        ("120kib", 120 * 1024),
+        ("120KB", 120_000),
+        ("1MB", 1_000_000),
+        ("1MiB", 1024**2),
+        ("2GiB", 2 * 1024**3),
+        ("512", 512),
+        ("512B", 512),
+        (" 64 KiB ", 64 * 1024),
+        ("1.5KiB", 1536),
+        (4096, 4096),
+    ],
+)
+def test_parse_size(text: str | int, expected: int) -> None:
+    assert parse_size(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "abc", "12XB", "-5KB", "0", "1.3B", "KiB", "1e3"])
+def test_parse_size_rejects(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_size(text)
