@@ -106,14 +106,16 @@ def _errors() -> tuple[type[BaseException], ...]:
               show_default=True,
               help="fast: pool of random networks with precomputed real embeddings; "
               "plain: the reference loop (a fresh network and real batch every iteration).")
-@click.option("--pool-size", type=click.IntRange(min=1), default=64, show_default=True)
-@click.option("--real-per-class", type=click.IntRange(min=1), default=512, show_default=True,
+@click.option("--pool-size", type=click.IntRange(min=1), default=128, show_default=True,
+              help="Random networks (each with its own DSA draws) in the fast-mode pool.")
+@click.option("--real-per-class", type=click.IntRange(min=1), default=256, show_default=True,
               help="Real images per class behind each precomputed mean (fast mode).")
 @click.option("--no-dsa", is_flag=True, help="Disable differentiable Siamese augmentation.")
 @click.option("--bf16/--no-bf16", default=None,
               help="bfloat16 autocast for the embedding network (default: when the "
               "CPU/GPU computes bf16 natively).")
-@click.option("--channels-last/--no-channels-last", default=True, show_default=True)
+@click.option("--channels-last/--no-channels-last", default=None,
+              help="NHWC activations (default: on CUDA only).")
 @click.option("--compile/--no-compile", "compile_", default=None,
               help="torch.compile the embedding network (default: for runs of 300+ "
               "iterations; needs a C++ compiler on CPU, falls back to eager).")
@@ -147,7 +149,7 @@ def distill_command(
     real_per_class: int,
     no_dsa: bool,
     bf16: bool | None,
-    channels_last: bool,
+    channels_last: bool | None,
     compile_: bool | None,
     threads: int | None,
     progress: bool | None,

@@ -121,7 +121,8 @@ def unpack_stream(data: bytes | memoryview | np.ndarray, bits: int, count: int) 
     _check_bits(bits, 16)
     buf = np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray) else data
     if buf.size != packed_nbytes(count, bits):
-        raise QddValueError(f"{count} values at {bits} bits need {packed_nbytes(count, bits)} bytes")
+        need = packed_nbytes(count, bits)
+        raise QddValueError(f"{count} values at {bits} bits need {need} bytes, got {buf.size}")
     if bits <= 8:
         return unpack_rows(buf.reshape(1, -1), bits, count)[0].astype(np.int64)
     planes = np.unpackbits(buf, bitorder="little")[: count * bits].reshape(count, bits)

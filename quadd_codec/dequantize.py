@@ -119,11 +119,12 @@ def _decode_wide(raw: np.ndarray, bits: int, table: np.ndarray, groups: int,
         return out
     raw = np.ascontiguousarray(raw)
     units_row = nbytes // unit
-    step = max(1, _CHUNK_VALUES // values)
+    whole = n_parts == 1 and idx_bits == 8 * width  # a unit is one index: no bit fiddling
+    # Byte units (bits 1, 2) need no index temporary at all: take bigger steps.
+    step = max(1, (_CHUNK_VALUES * (16 if whole and width == 1 else 1)) // values)
     # Indices stay small: uint16 whenever every stacked table row fits (np.take widens
     # them itself, in one contiguous pass, which is cheaper than int64 arithmetic here).
     idx_dtype = np.uint16 if groups << idx_bits <= 1 << 16 else np.uint32
-    whole = n_parts == 1 and idx_bits == 8 * width  # a unit is one index: no bit fiddling
     if not whole or groups > 1:
         idx_buf = np.empty(min(m, step) * units_row * n_parts, dtype=idx_dtype)
     if not whole:

@@ -85,11 +85,11 @@ class DistillConfig:
     data_dir: str | None = None
     # --- objective speed/fidelity switches (DM) ---
     dm_mode: str = "fast"  # fast (network pool, precomputed real means) | plain (reference)
-    pool_size: int = 64
-    real_per_class: int = 512
+    pool_size: int = 128
+    real_per_class: int = 256
     batch_real: int = 256
     dsa: bool = True
-    channels_last: bool = True
+    channels_last: bool | None = None  # None: on CUDA only
     bf16: bool | None = None  # None: when the hardware has native bf16 (AMX, bf16 GPUs)
     compile: bool | None = None  # None: for runs of >= COMPILE_MIN_ITERATIONS iterations
     method_options: dict[str, Any] = field(default_factory=dict)
@@ -316,7 +316,10 @@ def distill(
         )
     n = ipc * num_classes
 
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+    cuda_ids = [device.index or 0] if device.type == "cuda" else []
+    # The run seeds the global torch RNG (network initializations draw from it); fork
+    # it so the caller's random stream is left as it was.
+    with torch.random.fork_rng(devices=cuda_ids):
         torch.manual_seed(config.seed)
         x_real = bundle.normalize(bundle.x_train.float())
         y_real = bundle.y_train.long()

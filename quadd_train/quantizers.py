@@ -3,9 +3,10 @@
 Every quantizer owns a float32 level table of shape ``(G, 2**bits)`` (one sorted row per
 group: ``"tensor"`` -> 1 row, ``"channel"`` -> one row per channel, ``"sample-channel"``
 -> row ``k*C + c``; the codec's group conventions). The forward pass picks a code per
-element and computes the output by *gathering from that very table*, then adds a
-surrogate-gradient term that is exactly ``0.0`` in the forward pass. That is what makes
-``export()`` bit-exact: ``levels[g, codes]`` is literally the tensor the objective saw.
+element and computes the output by *gathering from that very table* (a custom autograd
+function supplies the surrogate gradient; the forward value is the plain gather). That
+is what makes ``export()`` bit-exact: ``levels[g, codes]`` is literally the tensor the
+objective saw.
 
 Gradients:
 
@@ -20,6 +21,7 @@ Gradients:
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
@@ -124,11 +126,65 @@ def apot_grid(bits: int) -> Tensor:
     return torch.tensor(grid, dtype=torch.float32)
 
 
-def _soft_round(u: Tensor, beta: float) -> Tensor:
-    """Smooth staircase with unit mean slope; only its derivative is used (backward)."""
-    f = torch.floor(u).detach()
-    r = u - f
-    return f + 0.5 + 0.5 * torch.tanh(beta * (r - 0.5)) / math.tanh(beta / 2)
+
+
+class _GatherSTE(torch.autograd.Function):
+    """``q = table[g, codes]`` with a straight-through gradient, in one fused step.
+
+    Equivalent to ``gather(table, codes) + surrogate`` built from autograd primitives
+    (the forward value is the plain gather, so export stays bit-exact), but the backward
+    is one scatter-add plus a few reductions instead of a chain of elementwise graphs:
+    the quantizer costs a few percent of a DM iteration instead of tens of percent.
+
+    Affine quantizers (``offset``/``scale`` given) add the LSQ/APoT reparameterized
+    clipping terms inside the range: ``d q/d offset = -s'(u)`` and
+    ``d q/d scale = -u s'(u)`` on top of the gathered level's own dependence, with
+    ``u = (x - offset) / scale`` and ``s'`` the surrogate slope (1, or soft rounding's).
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        xg: Tensor,
+        table: Tensor,
+        codes: Tensor,
+        offset: Tensor | None,
+        scale: Tensor | None,
+        beta: float | None,
+    ) -> Tensor:
+        ctx.affine = offset is not None
+        ctx.beta = beta
+        ctx.num_levels = table.shape[1]
+        if ctx.affine:
+            ctx.save_for_backward(xg, table, codes, offset, scale)
+        else:
+            ctx.save_for_backward(codes)
+        return torch.gather(table, 1, codes)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        if not ctx.affine:
+            (codes,) = ctx.saved_tensors
+            g_table = torch.zeros(codes.shape[0], ctx.num_levels, dtype=grad.dtype,
+                                  device=grad.device).scatter_add_(1, codes, grad)
+            return grad, g_table, None, None, None, None
+        xg, table, codes, offset, scale = ctx.saved_tensors
+        g_table = torch.zeros_like(table).scatter_add_(1, codes, grad)
+        inside = (xg >= table[:, :1]) & (xg <= table[:, -1:])
+        u = (xg - offset) / scale
+        if ctx.beta:
+            r = u - torch.floor(u)
+            t = torch.tanh(ctx.beta * (r - 0.5))
+            slope = (0.5 * ctx.beta / math.tanh(ctx.beta / 2)) * (1 - t * t)
+            g_in = grad * slope
+            grad_x = torch.where(inside, g_in, grad)
+        else:
+            g_in = grad
+            grad_x = grad
+        g_in = g_in * inside
+        g_offset = -g_in.sum(dim=1, keepdim=True)
+        g_scale = -(g_in * u).sum(dim=1, keepdim=True)
+        return grad_x, g_table, None, g_offset, g_scale, None
 
 
 class Quantizer(nn.Module):
@@ -158,12 +214,12 @@ class Quantizer(nn.Module):
 
     def _codes(self, xg: Tensor, table: Tensor) -> Tensor:
         """Nearest level index per element of ``xg`` (``(G, M)``, int64)."""
-        mids = ((table[:, :-1] + table[:, 1:]) * 0.5).detach().contiguous()
-        return torch.searchsorted(mids, xg.detach().contiguous())
+        mids = ((table[:, :-1] + table[:, 1:]) * 0.5).detach()
+        return nearest_codes(xg.detach(), mids, self.bits)
 
-    def _surrogate(self, xg: Tensor, table: Tensor, codes: Tensor) -> Tensor:
-        """Zero-valued term whose gradient is the straight-through estimator."""
-        return xg - xg.detach()
+    def _quantize(self, xg: Tensor, table: Tensor, codes: Tensor) -> Tensor:
+        """Gathered levels with the straight-through gradient."""
+        return _GatherSTE.apply(xg, table, codes, None, None, None)
 
     # --- public -----------------------------------------------------------------------
     def _check(self, x: Tensor) -> None:
@@ -184,7 +240,7 @@ class Quantizer(nn.Module):
         # are the same bits even after the (zero) surrogate term is added.
         table = self.table().float() + 0.0
         codes = self._codes(xg, table).clamp_(0, self.num_levels - 1)
-        q = torch.gather(table, 1, codes) + self._surrogate(xg, table, codes)
+        q = self._quantize(xg, table, codes)
         self._last = (codes.detach(), table.detach(), x.shape)
         return _from_groups(q, self.group, x.shape)
 
@@ -249,20 +305,9 @@ class _AffineGridQuantizer(Quantizer):
         offset, scale, grid = self._affine()
         return offset + scale * grid
 
-    def _surrogate(self, xg: Tensor, table: Tensor, codes: Tensor) -> Tensor:
+    def _quantize(self, xg: Tensor, table: Tensor, codes: Tensor) -> Tensor:
         offset, scale, _ = self._affine()
-        lo, hi = table[:, :1].detach(), table[:, -1:].detach()
-        inside = ((xg >= lo) & (xg <= hi)).to(xg.dtype)
-        u = (xg - offset) / scale
-        if self.soft_round_beta:
-            s = _soft_round(u, self.soft_round_beta)
-            du = s - s.detach()
-        else:
-            du = u - u.detach()
-        # Inside: scale * du gives d/dx = 1 and the clipping-parameter terms (Pi(u) - u
-        # style); outside: plain pass-through for x, and the gathered end level already
-        # carries the +-1 gradient for the range.
-        return scale * du * inside + (xg - xg.detach()) * (1.0 - inside)
+        return _GatherSTE.apply(xg, table, codes, offset, scale, self.soft_round_beta)
 
 
 class UniformQuantizer(_AffineGridQuantizer):
@@ -379,6 +424,24 @@ class LearnedQuantizer(Quantizer):
 
     def table(self) -> Tensor:
         return torch.sort(self.levels, dim=1).values
+
+
+def nearest_codes(xg: Tensor, mids: Tensor, bits: int) -> Tensor:
+    """Per-row count of decision thresholds below each value (the nearest level's index).
+
+    ``mids``: ``(G, 2**bits - 1)`` sorted midpoints between levels. Same result as
+    ``torch.searchsorted(mids, xg)``; picks the fastest CPU route (measured): counting
+    comparisons for up to 15 thresholds, one 1-D ``bucketize`` per row for few rows.
+    """
+    mids = mids.contiguous()
+    if mids.shape[1] <= 15:
+        count = torch.zeros(xg.shape, dtype=torch.uint8, device=xg.device)
+        for j in range(mids.shape[1]):
+            count += xg > mids[:, j : j + 1]
+        return count.long()
+    if mids.shape[0] <= 16:
+        return torch.stack([torch.bucketize(xg[g], mids[g]) for g in range(mids.shape[0])])
+    return torch.searchsorted(mids, xg.contiguous())
 
 
 def lloyd_max(xg: Tensor, num_levels: int, iters: int = 25) -> Tensor:
