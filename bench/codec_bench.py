@@ -182,7 +182,7 @@ def bench_decode(x: np.ndarray, labels: np.ndarray, tmp: Path, repeats: int) -> 
             path = tmp / f"dec_{bits}_{group}.qdd"
             write_qdd(path, codes, levels, labels, bits, group, CIFAR_CLASSES, CIFAR_DENORM)
             f = QddFile(path)
-            raw = f._codes_array().reshape(n, -1)  # the packed codes, as read() sees them
+            raw = f.packed_codes()  # (n, bytes per sample), the rows read() decodes
             ids = np.arange(n, dtype=np.int64)
             tables = byte_tables(f.levels, bits)
             # Bit-exact check against a direct gather from the levels.
@@ -254,25 +254,6 @@ class PngFolder(Dataset):
         return x, int(self.labels[i])
 
 
-class FusedDenormQdd(QddDataset):
-    """Prototype of a proposed reader change: de-normalization folded into the decode
-    tables (`dequantize_rows(..., scale=, offset=)`, bit-identical) instead of two extra
-    passes over the decoded batch in `QddFile._denormalize`."""
-
-    def __getitems__(self, indices):
-        f, lay = self.file, self.file.layout
-        ids = f._ids(np.asarray(indices, dtype=np.int64))
-        scale = offset = None
-        if self.denormalize and lay.denorm is not None:
-            scale = np.asarray(lay.denorm.scale, dtype=np.float32)
-            offset = np.asarray(lay.denorm.offset, dtype=np.float32)
-        out = dequantize_rows(f._raw_rows(ids), ids, lay.bits, lay.group, f.levels,
-                              lay.channels, lay.values_per_sample, f._tables, scale, offset)
-        batch = torch.from_numpy(out.reshape(ids.size, *lay.sample_shape))
-        labels = self.targets[torch.as_tensor(indices, dtype=torch.int64)].tolist()
-        return list(zip(batch.unbind(0), labels, strict=True))
-
-
 def _epoch(loader: DataLoader) -> int:
     seen = 0
     for xb, _yb in loader:
@@ -304,21 +285,14 @@ def bench_loader(x: np.ndarray, images: np.ndarray, labels: np.ndarray, tmp: Pat
         decoded, targets = qds.tensors()
         tds = TensorDataset(decoded, targets)
         g = torch.Generator().manual_seed(0)
-        fds = FusedDenormQdd(path)
-        probe = [3, 1, 4, 1, 5]
-        fused_exact = all(torch.equal(a[0], b[0]) for a, b in
-                          zip(fds.__getitems__(probe), qds.__getitems__(probe), strict=True))
         q_loader = DataLoader(qds, batch_size=BATCH, shuffle=True, num_workers=0, generator=g)
-        f_loader = DataLoader(fds, batch_size=BATCH, shuffle=True, num_workers=0, generator=g)
         t_loader = DataLoader(tds, batch_size=BATCH, shuffle=True, num_workers=0, generator=g)
-        cands = {"qdd": lambda q=q_loader: _epoch(q), "fused": lambda q=f_loader: _epoch(q),
-                 "tensor": lambda t=t_loader: _epoch(t)}
+        cands = {"qdd": lambda q=q_loader: _epoch(q), "tensor": lambda t=t_loader: _epoch(t)}
         if bits == bit_list[0]:
             cands["png"] = lambda: _epoch(png_loader)
         t = interleaved(cands, epochs)
         row = {"bits": bits, "group": "channel",
                "qdd_sps": n / t["qdd"]["best_s"], "tensor_sps": n / t["tensor"]["best_s"],
-               "fused_sps": n / t["fused"]["best_s"], "fused_bit_exact": fused_exact,
                "qdd_median_sps": n / t["qdd"]["median_s"],
                "tensor_median_sps": n / t["tensor"]["median_s"]}
         if "png" in t:
@@ -327,14 +301,11 @@ def bench_loader(x: np.ndarray, images: np.ndarray, labels: np.ndarray, tmp: Pat
             out["png_samples"] = png_n
         row["qdd_x_tensor"] = row["qdd_sps"] / row["tensor_sps"]
         row["qdd_x_png"] = row["qdd_sps"] / out["png_sps"]
-        row["fused_x_tensor"] = row["fused_sps"] / row["tensor_sps"]
-        row["fused_x_png"] = row["fused_sps"] / out["png_sps"]
         row["met"] = row["qdd_x_tensor"] >= 0.8 and row["qdd_x_png"] >= 20
         out["rows"].append(row)
         print(f"  loader b={bits}: qdd {row['qdd_sps']:.0f}/s tensor {row['tensor_sps']:.0f}/s "
-              f"fused {row['fused_sps']:.0f}/s png {out['png_sps']:.0f}/s",
-              file=sys.stderr, flush=True)
-        del qds, fds, decoded, tds, q_loader, f_loader, t_loader
+              f"png {out['png_sps']:.0f}/s", file=sys.stderr, flush=True)
+        del qds, decoded, tds, q_loader, t_loader
         path.unlink()
     return out
 
@@ -446,17 +417,12 @@ def report(info: dict, dec: list[dict], dl: dict, ovh: list[dict], det: list[dic
           f"`TensorDataset` of the same decoded values, and a Pillow PNG folder "
           f"({dl['png_samples']} PNGs: {dl['png_sps']:.0f} samples/s, median "
           f"{dl['png_median_sps']:.0f}). Target: QddDataset >= 0.8x TensorDataset and >= 20x PNG.",
-          "`fused` is a prototype of a proposed reader change (de-normalization folded into "
-          "the decode tables; same values bit for bit), not what `QddDataset` does today.",
-          "", "| bits | QddDataset /s | TensorDataset /s | x TensorDataset | x PNG | met "
-          "| fused /s | fused x Tensor | fused x PNG | fused bit-exact |",
-          "|---:|---:|---:|---:|---:|---|---:|---:|---:|---|"]
+          "", "| bits | QddDataset /s | TensorDataset /s | x TensorDataset | x PNG | met |",
+          "|---:|---:|---:|---:|---:|---|"]
     for r in dl["rows"]:
         L.append(f"| {r['bits']} | {r['qdd_sps']:.0f} ({r['qdd_median_sps']:.0f}) "
                  f"| {r['tensor_sps']:.0f} ({r['tensor_median_sps']:.0f}) "
-                 f"| {r['qdd_x_tensor']:.2f} | {r['qdd_x_png']:.1f} | {yn[r['met']]} "
-                 f"| {r['fused_sps']:.0f} | {r['fused_x_tensor']:.2f} | {r['fused_x_png']:.1f} "
-                 f"| {yn[r['fused_bit_exact']]} |")
+                 f"| {r['qdd_x_tensor']:.2f} | {r['qdd_x_png']:.1f} | {yn[r['met']]} |")
     L += ["", "## 3. Container overhead", "",
           "Overhead = file bytes - (packed codes + codebook tables + packed labels): prefix, "
           "msgpack header (shape, class names, section table with CRCs, Denorm) and trailer. "
