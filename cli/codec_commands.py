@@ -15,7 +15,8 @@ import click
 
 from .errors import atomic_file
 
-__all__ = ["decode_command", "encode_command", "inspect_command", "verify_command"]
+__all__ = ["decode_command", "encode_command", "import_command", "inspect_command",
+           "verify_command"]
 
 GROUPS = ("tensor", "channel", "sample-channel")
 #: Codebooks up to this many values in total are listed by `inspect`.
@@ -289,8 +290,25 @@ def verify_command(source: str) -> None:
         )
 
 
+@click.command("import")
+@click.argument("source", metavar="IN.zarr", type=click.Path(file_okay=False, path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The .qdd file to rebuild (written atomically).")
+def import_command(source: Path, output: Path) -> None:
+    """Rebuild the .qdd file that `quadd decode -o IN.zarr` exported, byte for byte.
+
+    Fails (exit 1) if the store was modified: the rebuilt bytes must match the size and
+    CRC32C of the exported file, which the store records.
+    """
+    from quadd_codec.zarr_io import zarr_to_qdd
+
+    size = zarr_to_qdd(source, output)
+    click.echo(f"wrote {output}: {size:,} bytes, identical to the exported file")
+
+
 def register(group: click.Group) -> None:
     """Add the codec commands to the `quadd` group."""
-    for command in (encode_command, decode_command, inspect_command, verify_command):
+    for command in (encode_command, decode_command, inspect_command, verify_command,
+                    import_command):
         group.add_command(command)
 

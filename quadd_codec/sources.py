@@ -207,7 +207,7 @@ def _load_zarr(path: Path) -> tuple[np.ndarray, np.ndarray | None, Any | None]:
             return node[...], None, None
         arrays = set(node.array_keys())
         if "x" not in arrays:
-            hint = (" (it is a quadd export: rebuild the .qdd with quadd_codec.zarr_io.zarr_to_qdd)"
+            hint = (" (it is a quadd export: rebuild the .qdd with `quadd import`)"
                     if "quadd" in node.attrs else "")
             found = ", ".join(sorted(arrays)) or "none"
             raise QddValueError(f"{path}: zarr group has no array 'x' (arrays: {found}){hint}")

@@ -101,9 +101,7 @@ def test_encode_inspect_verify_decode(runner, inputs, tmp_path, kind, bits, grou
     assert run(runner, "decode", qdd, "-o", tmp_path / "o.npy").exit_code == 0
     assert np.array_equal(np.load(tmp_path / "o.npy"), want)
     assert run(runner, "decode", qdd, "-o", tmp_path / "o.zarr").exit_code == 0
-    from quadd_codec.zarr_io import zarr_to_qdd
-
-    zarr_to_qdd(tmp_path / "o.zarr", tmp_path / "back.qdd")
+    assert run(runner, "import", tmp_path / "o.zarr", "-o", tmp_path / "back.qdd").exit_code == 0
     assert (tmp_path / "back.qdd").read_bytes() == qdd.read_bytes()
     if kind in ("npz", "images"):
         assert run(runner, "decode", qdd, "-o", tmp_path / "pics").exit_code == 0
