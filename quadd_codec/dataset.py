@@ -36,11 +36,13 @@ class QddDataset(Dataset):
         self.file = QddFile(self.path, verify=verify)
         self.denormalize = denormalize
         self.transform = transform
+        self.targets = self._targets()
+
+    def _targets(self) -> torch.Tensor:
         labels = self.file.labels
-        self.targets = (
-            torch.from_numpy(labels) if labels is not None
-            else torch.full((len(self.file),), -1, dtype=torch.int64)
-        )
+        if labels is None:  # an unlabeled file: -1, which no class index can be
+            return torch.full((len(self.file),), -1, dtype=torch.int64)
+        return torch.from_numpy(labels)
 
     @property
     def num_classes(self) -> int:
@@ -81,8 +83,4 @@ class QddDataset(Dataset):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        labels = self.file.labels
-        self.targets = (
-            torch.from_numpy(labels) if labels is not None
-            else torch.full((len(self.file),), -1, dtype=torch.int64)
-        )
+        self.targets = self._targets()

@@ -170,7 +170,7 @@ def required_lengths(
     }
 
 
-def extra_length(name: str, n: int, num_classes: int, payload: bytes | None = None) -> int | None:
+def extra_length(name: str, n: int, num_classes: int) -> int | None:
     """Fixed length of a known extra section, or None when its length is free-form."""
     if name == "soft_labels":
         return n * num_classes * 4
@@ -481,7 +481,7 @@ def section_plan(
     lengths = required_lengths(n, sample_shape, bits, group, codebook_dtype, len(class_names))
     plan = [(name, lengths[name]) for name in REQUIRED_SECTIONS]
     if soft_labels:
-        plan.append(("soft_labels", n * len(class_names) * 4))
+        plan.append(("soft_labels", extra_length("soft_labels", n, len(class_names))))
     if provenance is not None:
         plan.append(("provenance", len(provenance)))
     return plan
