@@ -39,19 +39,34 @@ def _fits(bundle: Any, budget: int, bits: int) -> int:
 
 
 def _configs(args: argparse.Namespace, budget: int) -> list[dict[str, Any]]:
-    """QuADD at each bit width, then the baselines (post-quantized and subset at each
-    width that fits, 32-bit DM)."""
-    runs = [{"kind": "quadd", "bits": b, "quantizer": args.quantizer} for b in args.bits]
+    """QuADD at each bit width (and each --quantizer), then the baselines (post-quantized
+    and subset at each width that fits, 32-bit DM); --only keeps the named ones."""
+    runs = [{"kind": "quadd", "bits": b, "quantizer": q} for q in args.quantizer
+            for b in args.bits]
     runs.append({"kind": "dm32", "bits": 32, "quantizer": "none"})
     runs += [{"kind": "post", "bits": b, "quantizer": "none"} for b in args.post_bits]
-    runs += [{"kind": "subset", "bits": b} for b in args.subset_bits]
+    runs += [{"kind": "subset", "bits": b, "quantizer": "none"} for b in args.subset_bits]
     for r in runs:
         r["budget"] = budget
+    if args.only:
+        runs = [r for r in runs if _name(r) in args.only or f"{r['kind']}:{r['bits']}" in args.only]
     return runs
 
 
+def _name(r: dict[str, Any]) -> str:
+    return f"{r['kind']}:{r['bits']}:{r['quantizer']}"
+
+
 def _key(r: dict[str, Any]) -> tuple:
-    return (r["budget"], r["kind"], r["bits"])
+    return (r["budget"], r["kind"], r["bits"], r.get("quantizer", "uniform"),
+            r.get("iterations"), r.get("dm_mode", "fast"), r.get("ipc_fixed"))
+
+
+def _machine() -> str:
+    cpu = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)} GPU; {cpu}"
+    return cpu
 
 
 def run(args: argparse.Namespace) -> None:
@@ -64,50 +79,111 @@ def run(args: argparse.Namespace) -> None:
         done = {_key(json.loads(line)) for line in out.read_text().splitlines() if line}
     work = Path(args.work_dir)
     work.mkdir(parents=True, exist_ok=True)
-    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    stages = sorted(set(args.stages or [args.iterations]))
     for budget in args.budget:
         for r in _configs(args, budget):
-            if _key(r) in done:
-                continue
-            record: dict[str, Any] = {
-                **r, "dataset": args.dataset, "iterations": args.iterations,
-                "eval_epochs": args.eval_epochs, "eval_runs": args.runs,
-                "pool_size": args.pool_size, "real_per_class": args.real_per_class,
-                "date": dt.date.today().isoformat(), "machine": machine,
-                "torch": torch.__version__,
-            }
-            if _fits(bundle, budget, r["bits"]) == 0:
-                record.update(status="does not fit", ipc=0)
-                _append(out, record)
-                print(f"{_key(r)}: not even one sample per class fits", flush=True)
-                continue
-            path = work / f"{args.dataset}-{budget}-{r['kind']}-{r['bits']}.qdd"
-            t0 = time.time()
             if r["kind"] == "subset":
-                record["ipc"] = subset(bundle, budget, r["bits"], args.seed, path).ipc
+                _subset_row(args, bundle, r, budget, work, out, done)
             else:
-                cfg = DistillConfig(
-                    dataset=args.dataset, budget_bytes=budget,
-                    bits=r["bits"] if r["bits"] != 32 else 8,
-                    quantizer=r["quantizer"], iterations=args.iterations, seed=args.seed,
-                    post_quantize=r["kind"] == "post", pool_size=args.pool_size,
-                    real_per_class=args.real_per_class, device="auto",
-                )
-                res = distill(cfg, bundle, path, progress=False)
-                record["ipc"] = res.ipc
-                record["it_per_s"] = res.it_per_s
-                record["final_loss"] = res.final_loss
-            record["distill_seconds"] = round(time.time() - t0, 1)
-            t0 = time.time()
-            ev = evaluate_qdd(path, bundle, runs=args.runs, epochs=args.eval_epochs,
-                              seed=args.seed, progress=False)
-            record.update(status="ok", accuracy=ev["accuracy"], std=ev["std"],
-                          accuracies=ev["accuracies"], file_bytes=os.path.getsize(path),
-                          eval_seconds=round(time.time() - t0, 1))
-            assert record["file_bytes"] <= budget
+                _distill_rows(args, bundle, r, budget, stages, work, out, done)
+
+
+def _base_record(args: argparse.Namespace, r: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **r, "dataset": args.dataset, "eval_epochs": args.eval_epochs, "eval_runs": args.runs,
+        "pool_size": args.pool_size, "real_per_class": args.real_per_class,
+        "dm_mode": args.dm_mode, "ipc_fixed": args.ipc,
+        "date": dt.date.today().isoformat(), "machine": _machine(),
+        "torch": torch.__version__,
+    }
+
+
+def _evaluate(args: argparse.Namespace, bundle: Any, path: Path, record: dict[str, Any],
+              budget: int, out: Path) -> None:
+    t0 = time.time()
+    ev = evaluate_qdd(path, bundle, runs=args.runs, epochs=args.eval_epochs, seed=args.seed,
+                      device=args.device, progress=False)
+    record.update(status="ok", accuracy=ev["accuracy"], std=ev["std"],
+                  accuracies=ev["accuracies"], file_bytes=os.path.getsize(path),
+                  eval_seconds=round(time.time() - t0, 1))
+    assert record["file_bytes"] <= budget
+    _append(out, record)
+    print(f"{_key(record)}: ipc {record['ipc']}, {record['file_bytes']} B, "
+          f"{record['accuracy']:.2f} +- {record['std']:.2f} %", flush=True)
+
+
+def _subset_row(args: argparse.Namespace, bundle: Any, r: dict[str, Any], budget: int,
+                work: Path, out: Path, done: set) -> None:
+    record = {**_base_record(args, r), "iterations": 0}
+    if _key(record) in done:
+        return
+    if args.deadline_at and time.time() + args.eval_guess > args.deadline_at:
+        print(f"{_key(record)}: skipped, the evaluation would end past the deadline", flush=True)
+        return
+    if _fits(bundle, budget, r["bits"]) == 0:
+        record.update(status="does not fit", ipc=0)
+        _append(out, record)
+        return
+    path = work / f"{args.dataset}-{budget}-subset-{r['bits']}.qdd"
+    record["ipc"] = subset(bundle, budget, r["bits"], args.seed, path).ipc
+    record["distill_seconds"] = 0.0
+    _evaluate(args, bundle, path, record, budget, out)
+
+
+def _distill_rows(args: argparse.Namespace, bundle: Any, r: dict[str, Any], budget: int,
+                  stages: list[int], work: Path, out: Path, done: set) -> None:
+    """One run per configuration, evaluated at each stage: the run goes on from the
+    previous stage's checkpoint (byte-identical to an uninterrupted run of that length),
+    and a stage is skipped when it would not finish before --deadline-at."""
+    if _fits(bundle, budget, r["bits"]) == 0:
+        record = {**_base_record(args, r), "iterations": stages[-1]}
+        if _key(record) not in done:
+            record.update(status="does not fit", ipc=0)
             _append(out, record)
-            print(f"{_key(r)}: ipc {record['ipc']}, {record['file_bytes']} B, "
-                  f"{record['accuracy']:.2f} +- {record['std']:.2f} %", flush=True)
+            print(f"{_key(record)}: not even one sample per class fits", flush=True)
+        return
+    stem = (f"{args.dataset}-{budget}-{r['kind']}-{r['bits']}-{r['quantizer']}-{args.dm_mode}"
+            f"-ipc{args.ipc or 'max'}")
+    ckpt = work / f"{stem}.ckpt"
+    ckpt.unlink(missing_ok=True)  # a later stage's checkpoint must never seed an earlier one
+    rate: float | None = None
+    eval_guess = args.eval_guess
+    at = 0
+    for n_it in stages:
+        record = {**_base_record(args, r), "iterations": n_it}
+        if _key(record) in done:
+            ckpt.unlink(missing_ok=True)  # rows already there: start fresh for the next
+            at = 0
+            continue
+        if args.deadline_at and rate:
+            need = (n_it - at) / rate + eval_guess
+            if time.time() + need > args.deadline_at:
+                print(f"{_key(record)}: skipped, would end {need:.0f} s from now, past the "
+                      "deadline", flush=True)
+                return
+        path = work / f"{stem}-{n_it}.qdd"
+        cfg = DistillConfig(
+            dataset=args.dataset, budget_bytes=budget,
+            bits=r["bits"] if r["bits"] != 32 else 8,
+            quantizer=r["quantizer"], iterations=n_it, seed=args.seed,
+            post_quantize=r["kind"] == "post", pool_size=args.pool_size,
+            real_per_class=args.real_per_class, device=args.device, ipc=args.ipc,
+            dm_mode=args.dm_mode, compile=args.compile,
+            checkpoint_every=n_it, checkpoint_path=str(ckpt), resume=True,
+        )
+        t0 = time.time()
+        res = distill(cfg, bundle, path, progress=False)
+        record.update(ipc=res.ipc, it_per_s=res.it_per_s, final_loss=res.final_loss,
+                      prepare_seconds=round(res.prepare_seconds, 1),
+                      resumed_from=res.resumed_from,
+                      distill_seconds=round(time.time() - t0, 1))
+        if res.seconds > 0 and n_it > at:
+            rate = (n_it - at) / res.seconds
+        at = n_it
+        t0 = time.time()
+        _evaluate(args, bundle, path, record, budget, out)
+        eval_guess = time.time() - t0
+    ckpt.unlink(missing_ok=True)
 
 
 def _append(path: Path, record: dict[str, Any]) -> None:
@@ -152,8 +228,22 @@ def main() -> None:
     ap.add_argument("--bits", type=int, nargs="+", default=[1, 2, 4, 8])
     ap.add_argument("--post-bits", type=int, nargs="*", default=[2])
     ap.add_argument("--subset-bits", type=int, nargs="*", default=[2])
-    ap.add_argument("--quantizer", default="uniform")
+    ap.add_argument("--quantizer", nargs="+", default=["uniform"])
     ap.add_argument("--iterations", type=int, default=1000)
+    ap.add_argument("--stages", type=int, nargs="*", default=None,
+                    help="evaluate each run after these iteration counts (default: "
+                         "--iterations only)")
+    ap.add_argument("--deadline-at", type=float, default=0.0,
+                    help="unix time: skip a stage that would end later (0: no deadline)")
+    ap.add_argument("--eval-guess", type=float, default=60.0,
+                    help="seconds one evaluation is assumed to take before one is timed")
+    ap.add_argument("--only", nargs="*", default=None,
+                    help="run just these configurations, as kind:bits or kind:bits:quantizer")
+    ap.add_argument("--ipc", type=int, default=None,
+                    help="fixed images per class instead of the most that fit")
+    ap.add_argument("--dm-mode", choices=["fast", "plain"], default="fast")
+    ap.add_argument("--compile", choices=["auto", "on", "off"], default="auto")
+    ap.add_argument("--device", default="auto")
     ap.add_argument("--pool-size", type=int, default=32)
     ap.add_argument("--real-per-class", type=int, default=128)
     ap.add_argument("--eval-epochs", type=int, default=300)
@@ -168,6 +258,7 @@ def main() -> None:
         return
     if not args.budget:
         ap.error("give at least one --budget")
+    args.compile = {"auto": None, "on": True, "off": False}[args.compile]
     run(args)
 
 

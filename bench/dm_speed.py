@@ -31,6 +31,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from quadd_train.devices import resolve_device  # noqa: E402
 from quadd_train.methods.dm import DMConfig, DMObjective  # noqa: E402
 from quadd_train.quantizers import make_quantizer  # noqa: E402
 
@@ -60,6 +61,7 @@ class _Stepper:
         self.objective = objective
         self.syn = syn0.clone().requires_grad_(True)
         self.quant = make_quantizer(quant_name, 4, "channel", syn0.shape[0], syn0.shape[1])
+        self.quant = self.quant.to(syn0.device)
         self.quant.init_from(self.syn.detach())
         self.opt = torch.optim.SGD([self.syn], lr=1.0, momentum=0.5)
         qparams = list(self.quant.parameters())
@@ -68,6 +70,7 @@ class _Stepper:
         self.rng = np.random.default_rng(0)
 
     def __call__(self) -> float:
+        _sync(self.syn)
         t = time.perf_counter()
         loss = self.objective.loss(self.quant(self.syn), self.labels, self.rng)
         self.opt.zero_grad()
@@ -77,7 +80,13 @@ class _Stepper:
         self.opt.step()
         if self.opt_q is not None:
             self.opt_q.step()
+        _sync(self.syn)  # GPU work is asynchronous: time it to completion
         return time.perf_counter() - t
+
+
+def _sync(t: torch.Tensor) -> None:
+    if t.is_cuda:
+        torch.cuda.synchronize(t.device)
 
 
 def _time_interleaved(steppers: dict[str, _Stepper], iters: int) -> dict[str, float]:
@@ -107,6 +116,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--pool-size", type=int, default=4, help="pool built for the benchmark")
     ap.add_argument("--real-per-class", type=int, default=256)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile row")
     args = ap.parse_args(argv)
     if args.threads:
@@ -116,8 +126,8 @@ def main(argv: list[str] | None = None) -> None:
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     x_real, y_real, source = _real_data(args.data_dir, per_class=max(args.real_per_class, 256))
     idx = torch.cat([torch.nonzero(y_real == c).flatten()[:IPC] for c in range(NUM_CLASSES)])
-    syn0 = x_real[idx].clone()
-    dev = torch.device("cpu")
+    dev = resolve_device(args.device)
+    syn0 = x_real[idx].clone().to(dev)
 
     def objective(**kw: object) -> tuple[DMObjective, float]:
         o = DMObjective(pool_size=args.pool_size, real_per_class=args.real_per_class, **kw)
@@ -205,6 +215,9 @@ def main(argv: list[str] | None = None) -> None:
           f"torch threads {torch.get_num_threads()}, torch {torch.__version__}, "
           f"python {platform.python_version()}")
     print(f"- cpu: {_cpu_name()}")
+    if dev.type == "cuda":
+        print(f"- device: {torch.cuda.get_device_name(dev)} (each timed step ends with a "
+              "synchronize)")
     print(f"- data: {source}; fast pool {args.pool_size} networks x "
           f"{args.real_per_class} real images/class")
     print(f"- timing: best of {args.iters} full optimizer steps ({args.plain_iters} for "

@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .devices import to_device
+
 __all__ = ["DEFAULT_STRATEGY", "ParamDiffAug", "diff_augment"]
 
 DEFAULT_STRATEGY = "color_crop_cutout_flip_scale_rotate"
@@ -67,8 +69,12 @@ class _Sampler:
         return torch.randint(low, high, (n,), generator=self.gen)
 
 
+def _on(values: Tensor, x: Tensor) -> Tensor:
+    return to_device(values, x.device)
+
+
 def _per_sample(values: Tensor, x: Tensor) -> Tensor:
-    return values.to(device=x.device, dtype=x.dtype).view(-1, 1, 1, 1)
+    return to_device(values, x.device, x.dtype).view(-1, 1, 1, 1)
 
 
 def _brightness(x: Tensor, p: ParamDiffAug, s: _Sampler) -> Tensor:
@@ -94,8 +100,8 @@ def _crop(x: Tensor, p: ParamDiffAug, s: _Sampler) -> Tensor:
     # Integer translation with zero fill (the reference's pad-and-crop).
     n, _, h, w = x.shape
     shift_h, shift_w = int(h * p.ratio_crop_pad + 0.5), int(w * p.ratio_crop_pad + 0.5)
-    tx = s.randint(-shift_h, shift_h + 1, n).to(x.device).view(n, 1, 1)
-    ty = s.randint(-shift_w, shift_w + 1, n).to(x.device).view(n, 1, 1)
+    tx = _on(s.randint(-shift_h, shift_h + 1, n), x).view(n, 1, 1)
+    ty = _on(s.randint(-shift_w, shift_w + 1, n), x).view(n, 1, 1)
     gb, gx, gy = torch.meshgrid(
         torch.arange(n, device=x.device),
         torch.arange(h, device=x.device),
@@ -111,8 +117,8 @@ def _crop(x: Tensor, p: ParamDiffAug, s: _Sampler) -> Tensor:
 def _cutout(x: Tensor, p: ParamDiffAug, s: _Sampler) -> Tensor:
     n, _, h, w = x.shape
     ch, cw = int(h * p.ratio_cutout + 0.5), int(w * p.ratio_cutout + 0.5)
-    ox = s.randint(0, h + (1 - ch % 2), n).to(x.device).view(n, 1, 1)
-    oy = s.randint(0, w + (1 - cw % 2), n).to(x.device).view(n, 1, 1)
+    ox = _on(s.randint(0, h + (1 - ch % 2), n), x).view(n, 1, 1)
+    oy = _on(s.randint(0, w + (1 - cw % 2), n), x).view(n, 1, 1)
     gb, gx, gy = torch.meshgrid(
         torch.arange(n, device=x.device),
         torch.arange(ch, device=x.device),
@@ -127,12 +133,12 @@ def _cutout(x: Tensor, p: ParamDiffAug, s: _Sampler) -> Tensor:
 
 
 def _flip(x: Tensor, p: ParamDiffAug, s: _Sampler) -> Tensor:
-    r = s.rand(x.size(0)).to(x.device).view(-1, 1, 1, 1)
+    r = _on(s.rand(x.size(0)), x).view(-1, 1, 1, 1)
     return torch.where(r < p.prob_flip, x.flip(3), x)
 
 
 def _affine(x: Tensor, theta: Tensor) -> Tensor:
-    theta = theta.to(device=x.device, dtype=x.dtype)
+    theta = to_device(theta, x.device, x.dtype)
     grid = F.affine_grid(theta, list(x.shape), align_corners=True)
     return F.grid_sample(x, grid, align_corners=True)
 

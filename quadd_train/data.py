@@ -115,9 +115,14 @@ class DatasetBundle:
     def _stats_like(self, x: Tensor) -> tuple[Tensor, Tensor]:
         # Channel axis is 1 for a batch (N, C, ...); broadcast over the remaining axes.
         view = (1, -1) + (1,) * (x.dim() - 2)
-        mean = self.mean.to(device=x.device, dtype=x.dtype).view(view)
-        std = self.std.to(device=x.device, dtype=x.dtype).view(view)
-        return mean, std
+        # Cached per device: a fresh host-to-GPU copy per batch would stall the stream.
+        key = (x.device, x.dtype)
+        cache = self.__dict__.setdefault("_stats_cache", {})
+        if key not in cache:
+            cache[key] = (self.mean.to(device=x.device, dtype=x.dtype),
+                          self.std.to(device=x.device, dtype=x.dtype))
+        mean, std = cache[key]
+        return mean.view(view), std.view(view)
 
     def normalize(self, x: Tensor) -> Tensor:
         """Source values -> zero-mean/unit-std per channel, for a batch ``(N, C, ...)``."""

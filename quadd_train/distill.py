@@ -31,6 +31,7 @@ from quadd_codec import (
     write_qdd,
 )
 
+from .devices import resolve_device
 from .methods import make_objective
 from .quantizers import GROUPS, QUANTIZERS, make_quantizer
 from .synthetic import SyntheticSet
@@ -169,15 +170,6 @@ class SubsetResult:
     bits: int
     file_bytes: int
     budget_bytes: int
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` -> cuda when available, else cpu; ``cuda`` without a GPU is an error."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' requested but CUDA is not available")
-    return torch.device(device)
 
 
 def _denorm(bundle: Any) -> Denorm:
@@ -419,12 +411,15 @@ def distill(
                 opt_img.step()
                 if opt_q is not None:
                     opt_q.step()
-                last_loss = float(loss.detach())
                 done += 1
                 bar.update(1)
-                if it % 10 == 0 or it == config.iterations - 1:
+                # Reading the loss waits for the GPU; every iteration would serialize it.
+                last = it == config.iterations - 1
+                ckpt = bool(config.checkpoint_every) and (it + 1) % config.checkpoint_every == 0
+                if it % 10 == 0 or last or ckpt:
+                    last_loss = float(loss.detach())
                     bar.set_postfix(loss=f"{last_loss / num_classes:.4f}", refresh=False)
-                if config.checkpoint_every and (it + 1) % config.checkpoint_every == 0:
+                if ckpt:
                     save_checkpoint(it + 1)
         finally:
             bar.close()

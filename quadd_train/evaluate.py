@@ -26,13 +26,13 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 
 from .augment import DEFAULT_STRATEGY, ParamDiffAug, diff_augment
 from .data import DatasetBundle
+from .devices import resolve_device, to_device
 from .networks import ConvNet
 
 __all__ = [
     "EvalConfig",
     "evaluate_qdd",
     "evaluate_tensors",
-    "resolve_device",
     "train_and_test",
 ]
 
@@ -46,16 +46,6 @@ class EvalConfig:
     width = 128
     depth = 3
     test_batch = 1024
-
-
-def resolve_device(device: str) -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; anything else as given."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' requested but CUDA is not available")
-    return dev
 
 
 class _TensorSet(Dataset):
@@ -101,10 +91,10 @@ def _test_accuracy(net: torch.nn.Module, bundle: DatasetBundle, dev: torch.devic
     # Big batches only pay off on a GPU; on the CPU they just cost memory bandwidth.
     step = EvalConfig.test_batch if dev.type == "cuda" else min(EvalConfig.test_batch, 256)
     for i in range(0, len(bundle.y_test), step):
-        xb = bundle.normalize(bundle.x_test[i : i + step].to(dev))
-        yb = bundle.y_test[i : i + step].to(dev)
-        correct += int((net(xb).argmax(1) == yb).sum())
-    return 100.0 * correct / max(1, len(bundle.y_test))
+        xb = bundle.normalize(to_device(bundle.x_test[i : i + step], dev))
+        yb = to_device(bundle.y_test[i : i + step], dev)
+        correct = correct + (net(xb).argmax(1) == yb).sum()
+    return 100.0 * int(correct) / max(1, len(bundle.y_test))
 
 
 def train_and_test(
@@ -122,7 +112,7 @@ def train_and_test(
     epoch), return test accuracy in percent. ``normalized`` says the dataset already
     yields normalized values; otherwise ``bundle.normalize`` is applied per batch."""
     _check_image_bundle(bundle)
-    dev = resolve_device(device) if isinstance(device, str) else device
+    dev = resolve_device(device)
     # fork_rng: seeding for this run must not disturb the caller's global RNG, which
     # also drives the unseeded DSA draws below.
     with torch.random.fork_rng(devices=[]):
@@ -157,7 +147,7 @@ def train_and_test(
                     group["lr"] = EvalConfig.lr * 0.1
             net.train()
             for xb, yb in loader:
-                xb, yb = xb.to(dev), yb.to(dev)
+                xb, yb = to_device(xb, dev), to_device(yb, dev)
                 if not normalized:
                     xb = bundle.normalize(xb)
                 if dsa:
@@ -209,7 +199,8 @@ def _protocol(
                     batch_size,
                     dsa,
                     normalized=normalized,
-                    on_epoch=tick,
+                    # Reading the loss for the bar waits for the GPU: only with a bar.
+                    on_epoch=tick if progress else None,
                 )
             )
     return {

@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# The GPU benchmark in one prepared run (device tool, one H200): environment check, DM
+# speed (plain vs fast), then every accuracy configuration as its own process on the one
+# GPU, each evaluated at increasing iteration counts until the shared deadline.
+#
+#   bash bench/device_run.sh OUTDIR [SECONDS] [DATA_DIR]
+#
+# SECONDS (default 480) is the wall-clock budget of the whole script; stages that would
+# end later are skipped, so every row written is a complete run + full evaluation.
+# Environment knobs for a dry run on a small machine: QDR_JOBS (regex on job names),
+# QDR_DEVICE, QDR_STAGES, QDR_PAIR_STAGES, QDR_EPOCHS, QDR_RUNS, QDR_POOL, QDR_REAL.
+set -u
+OUT=${1:?usage: device_run.sh OUTDIR [SECONDS] [DATA_DIR]}
+BUDGET_S=${2:-480}
+DATA=${3:-.devdata}
+T0=$(date +%s)
+DEADLINE=$((T0 + BUDGET_S - 40))   # stage decisions; the rest is for packing up
+HARD=$((T0 + BUDGET_S - 15))       # jobs still running then are stopped
+DEVICE=${QDR_DEVICE:-cuda}
+STAGES=${QDR_STAGES:-"1000 4000 10000 20000"}
+PAIR_STAGES=${QDR_PAIR_STAGES:-"1000 2000 4000 8000"}
+EPOCHS=${QDR_EPOCHS:-1000}
+RUNS=${QDR_RUNS:-5}
+POOL=${QDR_POOL:-128}
+REAL=${QDR_REAL:-256}
+JOBS=${QDR_JOBS:-.}
+left() { local t=$((HARD - $(date +%s))); echo $((t > 1 ? t : 1)); }  # timeout 0 = forever
+PY=${PYTHON:-python3}
+mkdir -p "$OUT/jobs" /tmp/qdr-work
+export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+exec > >(tee -a "$OUT/log.txt") 2>&1
+
+echo "== environment ($(date -u +%FT%TZ))"
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1
+  nproc; free -g | head -2; $PY -c "import torch, numpy; print('torch', torch.__version__,
+  'cuda', torch.cuda.is_available(), 'numpy', numpy.__version__)"; } | tee "$OUT/env.txt"
+$PY -c "import quadd_codec, quadd_train.distill" || { echo "import failed"; exit 1; }
+
+echo "== data caches ($(( $(date +%s) - T0 )) s)"
+pids=()
+for d in cifar10 mnist; do
+  $PY -c "from quadd_train.data import load_dataset as l; b=l('$d', '$DATA'); print('$d', tuple(b.x_train.shape), tuple(b.x_test.shape))" &
+  pids+=($!)
+done
+wait "${pids[@]}"  # a bare wait would also wait for the tee above
+$PY -c "from quadd_train.data import load_dataset as l; l('cifar10', '$DATA'); l('mnist', '$DATA')" \
+  || { echo "data failed"; exit 1; }
+
+if [[ "dm_speed" =~ $JOBS ]]; then
+  echo "== DM speed, alone on the GPU ($(( $(date +%s) - T0 )) s)"
+  timeout 120 $PY bench/dm_speed.py --device "$DEVICE" --data-dir "$DATA" --iters 30 \
+    --plain-iters 10 --pool-size 8 --no-compile > "$OUT/dm_speed.md" 2> "$OUT/jobs/dm_speed.err"
+  cat "$OUT/dm_speed.md"
+fi
+
+echo "== accuracy jobs ($(( $(date +%s) - T0 )) s)"
+common=(--data-dir "$DATA" --device "$DEVICE" --compile off --eval-epochs "$EPOCHS"
+        --runs "$RUNS" --pool-size "$POOL" --real-per-class "$REAL" --deadline-at "$DEADLINE"
+        --work-dir /tmp/qdr-work)
+job() {  # name dataset out-name args...
+  local name=$1 ds=$2 out=$3; shift 3
+  [[ "$name" =~ $JOBS ]] || return 0
+  timeout "$(left)" $PY bench/accuracy.py --dataset "$ds" "${common[@]}" \
+    --out "$OUT/$out.jsonl" "$@" > "$OUT/jobs/$name.log" 2>&1 &
+}
+C=(--budget 120KiB --stages $STAGES)
+job c-q1 cifar10 cifar10 "${C[@]}" --only quadd:1:uniform --bits 1
+job c-q2 cifar10 cifar10 "${C[@]}" --only quadd:2:uniform --bits 2
+job c-q4 cifar10 cifar10 "${C[@]}" --only quadd:4:uniform --bits 4
+job c-q8 cifar10 cifar10 "${C[@]}" --only quadd:8:uniform dm32:32 --bits 8
+job c-l2 cifar10 cifar10 "${C[@]}" --only quadd:2:learned --bits 2 --quantizer learned
+job c-p1 cifar10 cifar10 "${C[@]}" --only post:1 --post-bits 1
+job c-p2 cifar10 cifar10 "${C[@]}" --only post:2 --post-bits 2
+M7=(--budget 7840 --stages $STAGES)
+job m7-q1 mnist mnist "${M7[@]}" --only quadd:1:uniform --bits 1
+job m7-q2 mnist mnist "${M7[@]}" --only quadd:2:uniform --bits 2
+job m7-q4 mnist mnist "${M7[@]}" --only quadd:4:uniform quadd:8:uniform dm32:32 --bits 4 8
+job m7-p1 mnist mnist "${M7[@]}" --only post:1 --post-bits 1
+M31=(--budget 31360 --stages $STAGES)
+job m31-q1 mnist mnist "${M31[@]}" --only quadd:1:uniform --bits 1
+job m31-q2 mnist mnist "${M31[@]}" --only quadd:2:uniform --bits 2
+job m31-q4 mnist mnist "${M31[@]}" --only quadd:4:uniform dm32:32 --bits 4
+job m31-q8 mnist mnist "${M31[@]}" --only quadd:8:uniform --bits 8
+job m31-p2 mnist mnist "${M31[@]}" --only post:2 --post-bits 2
+P=(--budget 2MiB --ipc 16 --stages $PAIR_STAGES --only dm32:32)
+job pair-fast cifar10 pair "${P[@]}" --dm-mode fast
+job pair-plain cifar10 pair "${P[@]}" --dm-mode plain
+# Random subsets need no distillation: their evaluations share one process.
+if [[ "subsets" =~ $JOBS ]]; then
+  ( for spec in "cifar10 122880" "mnist 7840" "mnist 31360"; do
+      set -- $spec
+      timeout "$(left)" $PY bench/accuracy.py --dataset "$1" "${common[@]}" \
+        --out "$OUT/$1.jsonl" --budget "$2" --only subset:1 subset:2 --subset-bits 1 2
+    done > "$OUT/jobs/subsets.log" 2>&1 ) &
+fi
+while [ -n "$(jobs -r)" ]; do
+  sleep 20
+  echo "-- $(( $(date +%s) - T0 )) s: $(cat "$OUT"/*.jsonl 2>/dev/null | wc -l) rows;" \
+       "$(nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader 2>/dev/null)"
+done
+
+echo "== packing up ($(( $(date +%s) - T0 )) s)"
+# The budgeted files (the 2 MiB speed-pair files would overflow what comes back).
+tar -C /tmp/qdr-work -cf "$OUT/qdd.tar" $(cd /tmp/qdr-work && find . -name '*.qdd' -size -1M)
+tar -C "$OUT" -czf "$OUT/jobs.tar.gz" jobs && rm -rf "$OUT/jobs"
+grep -h '"status"' "$OUT"/*.jsonl | $PY -c "
+import sys, json
+for l in sys.stdin:
+    r = json.loads(l)
+    print(r['dataset'], r['budget'], r['kind'], r['bits'], r.get('quantizer'), r.get('dm_mode'),
+          r.get('iterations'), r.get('ipc'), r.get('accuracy'), r.get('std'), r.get('it_per_s'))
+"
+echo "== done ($(( $(date +%s) - T0 )) s)"
