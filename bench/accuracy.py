@@ -192,30 +192,39 @@ def _append(path: Path, record: dict[str, Any]) -> None:
 
 
 def report(paths: list[str]) -> str:
+    """Markdown tables of .jsonl files; rows in file order, one table per file."""
     lines = []
     for p in paths:
         rows = [json.loads(line) for line in Path(p).read_text().splitlines() if line]
         if not rows:
             continue
-        first = rows[0]
+        first = next((r for r in rows if r["status"] == "ok"), rows[0])
+        order = {"quadd": 0, "dm32": 1, "post": 2, "subset": 3}
+        rows.sort(key=lambda r: (r["budget"], order.get(r["kind"], 9), r.get("dm_mode", ""),
+                                 r.get("quantizer", ""), r["bits"], r.get("iterations") or 0))
         lines += [
             f"### {first['dataset']} ({p})",
             "",
-            f"Distillation: {first['iterations']} iterations, pool {first['pool_size']} nets x "
-            f"{first['real_per_class']} real images per class; evaluation: ConvNet-3, "
-            f"{first['eval_epochs']} epochs, {first['eval_runs']} runs. Machine: "
-            f"{first['machine']}, torch {first['torch']}, {first['date']}.",
+            f"Distillation: pool {first['pool_size']} nets x {first['real_per_class']} real "
+            f"images per class; evaluation: ConvNet-3, {first['eval_epochs']} epochs, "
+            f"{first['eval_runs']} runs. Machine: {first['machine']}, torch {first['torch']}, "
+            f"{first['date']}.",
             "",
-            "| budget (B) | method | bits | img/class | file bytes | accuracy % | std |",
-            "|---:|---|---:|---:|---:|---:|---:|",
+            "| budget (B) | method | quantizer | bits | DM iterations | img/class | file bytes "
+            "| accuracy % | std |",
+            "|---:|---|---|---:|---:|---:|---:|---:|---:|",
         ]
         for r in rows:
+            kind = r["kind"] if r.get("dm_mode", "fast") == "fast" else f"{r['kind']} (plain)"
+            quant = r.get("quantizer", "-") if r["kind"] == "quadd" else "-"
+            its = r.get("iterations") or "-"
             if r["status"] != "ok":
-                lines.append(f"| {r['budget']} | {r['kind']} | {r['bits']} | 0 | - | "
+                lines.append(f"| {r['budget']} | {kind} | {quant} | {r['bits']} | - | 0 | - | "
                              f"{r['status']} | - |")
                 continue
-            lines.append(f"| {r['budget']} | {r['kind']} | {r['bits']} | {r['ipc']} | "
-                         f"{r['file_bytes']} | {r['accuracy']:.2f} | {r['std']:.2f} |")
+            lines.append(f"| {r['budget']} | {kind} | {quant} | {r['bits']} | {its} | "
+                         f"{r['ipc']} | {r['file_bytes']} | {r['accuracy']:.2f} | "
+                         f"{r['std']:.2f} |")
         lines.append("")
     return "\n".join(lines)
 

@@ -101,7 +101,7 @@ done
 
 echo "== packing up ($(( $(date +%s) - T0 )) s)"
 # The budgeted files (the 2 MiB speed-pair files would overflow what comes back).
-tar -C /tmp/qdr-work -cf "$OUT/qdd.tar" $(cd /tmp/qdr-work && find . -name '*.qdd' -size -1M)
+tar -C /tmp/qdr-work -cf "$OUT/qdd.tar" $(cd /tmp/qdr-work && find . -name '*.qdd' -size -1000k)
 tar -C "$OUT" -czf "$OUT/jobs.tar.gz" jobs && rm -rf "$OUT/jobs"
 grep -h '"status"' "$OUT"/*.jsonl | $PY -c "
 import sys, json
