@@ -33,7 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from quadd_train.devices import resolve_device  # noqa: E402
 from quadd_train.methods.dm import DMConfig, DMObjective  # noqa: E402
-from quadd_train.quantizers import make_quantizer  # noqa: E402
+from quadd_train.quantizers import make_quantizer, quantizer_optimizer  # noqa: E402
 
 NUM_CLASSES, IPC, SHAPE = 10, 16, (3, 32, 32)
 POOL_DEFAULT, REAL_DEFAULT = DMConfig.pool_size, DMConfig.real_per_class
@@ -64,8 +64,7 @@ class _Stepper:
         self.quant = self.quant.to(syn0.device)
         self.quant.init_from(self.syn.detach())
         self.opt = torch.optim.SGD([self.syn], lr=1.0, momentum=0.5)
-        qparams = list(self.quant.parameters())
-        self.opt_q = torch.optim.Adam(qparams, lr=0.005) if qparams else None
+        self.opt_q = quantizer_optimizer(self.quant, lr=0.005)
         self.labels = torch.arange(NUM_CLASSES).repeat_interleave(IPC)
         self.rng = np.random.default_rng(0)
 

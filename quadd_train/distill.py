@@ -33,7 +33,7 @@ from quadd_codec import (
 
 from .devices import resolve_device
 from .methods import make_objective
-from .quantizers import GROUPS, QUANTIZERS, make_quantizer
+from .quantizers import GROUPS, QUANTIZERS, make_quantizer, quantizer_optimizer
 from .synthetic import SyntheticSet
 
 __all__ = [
@@ -327,8 +327,7 @@ def distill(
         quant.init_from(syn.data.detach())
         objective = make_objective(config.method, **config.objective_options())
         opt_img = torch.optim.SGD([syn.data], lr=config.lr_img, momentum=config.momentum)
-        qparams = [p for p in quant.parameters() if p.requires_grad]
-        opt_q = torch.optim.Adam(qparams, lr=config.lr_quant) if qparams else None
+        opt_q = quantizer_optimizer(quant, config.lr_quant)
         rng = np.random.default_rng([int(config.seed), 1])
 
         start_it = 0

@@ -38,6 +38,7 @@ __all__ = [
     "apot_grid",
     "make_quantizer",
     "num_groups",
+    "quantizer_optimizer",
 ]
 
 GROUPS = ("tensor", "channel", "sample-channel")
@@ -296,10 +297,24 @@ class _AffineGridQuantizer(Quantizer):
     """Levels ``offset + scale * grid`` with the LSQ/APoT reparameterized gradient."""
 
     soft_round_beta: float | None = None
+    _in_forward: tuple[Tensor, Tensor, Tensor] | None = None
 
-    def _affine(self) -> tuple[Tensor, Tensor, Tensor]:
+    def _affine_params(self) -> tuple[Tensor, Tensor, Tensor]:
         """``(offset (G,1), scale (G,1) > 0, grid (1|G, L))``."""
         raise NotImplementedError
+
+    def _affine(self) -> tuple[Tensor, Tensor, Tensor]:
+        return self._in_forward if self._in_forward is not None else self._affine_params()
+
+    def forward(self, x: Tensor) -> Tensor:
+        # table, codes and the STE all need offset/scale: derive them once per pass. On
+        # a GPU each small op is a kernel launch, and three derivations (with their
+        # min/max backward graphs) were most of the quantizer's cost there.
+        self._in_forward = self._affine_params()
+        try:
+            return super().forward(x)
+        finally:
+            self._in_forward = None
 
     def table(self) -> Tensor:
         offset, scale, grid = self._affine()
@@ -335,10 +350,12 @@ class UniformQuantizer(_AffineGridQuantizer):
             self.lo.copy_(xg.min(dim=1, keepdim=True).values)
             self.hi.copy_(xg.max(dim=1, keepdim=True).values)
 
-    def _affine(self) -> tuple[Tensor, Tensor, Tensor]:
-        # min/max keep the table ascending even if the optimizer swaps the ends.
-        lo = torch.minimum(self.lo, self.hi)
-        hi = torch.maximum(self.lo, self.hi)
+    def _affine_params(self) -> tuple[Tensor, Tensor, Tensor]:
+        # Sorting the two ends keeps the table ascending even if the optimizer swaps them
+        # (one sort: its backward is a single scatter, where minimum + maximum cost a
+        # dozen small kernels on a GPU).
+        lo, hi = torch.cat([self.lo, self.hi], dim=1).sort(dim=1).values.unbind(1)
+        lo, hi = lo[:, None], hi[:, None]
         scale = ((hi - lo) / (self.num_levels - 1)).clamp_min(_MIN_SCALE)
         return lo, scale, self.grid
 
@@ -389,7 +406,7 @@ class APoTQuantizer(_AffineGridQuantizer):
             self.center.copy_(center)
             self.alpha.copy_(best_alpha)
 
-    def _affine(self) -> tuple[Tensor, Tensor, Tensor]:
+    def _affine_params(self) -> tuple[Tensor, Tensor, Tensor]:
         return self.center, self.alpha.abs().clamp_min(_MIN_SCALE), self.grid
 
 
@@ -430,10 +447,13 @@ def nearest_codes(xg: Tensor, mids: Tensor, bits: int) -> Tensor:
     """Per-row count of decision thresholds below each value (the nearest level's index).
 
     ``mids``: ``(G, 2**bits - 1)`` sorted midpoints between levels. Same result as
-    ``torch.searchsorted(mids, xg)``; picks the fastest CPU route (measured): counting
-    comparisons for up to 15 thresholds, one 1-D ``bucketize`` per row for few rows.
+    ``torch.searchsorted(mids, xg)``, which is what runs on a GPU; on the CPU it picks the
+    fastest route (measured): counting comparisons for up to 15 thresholds, one 1-D
+    ``bucketize`` per row for few rows.
     """
     mids = mids.contiguous()
+    if xg.is_cuda:  # one kernel; the CPU routes below would be dozens of launches
+        return torch.searchsorted(mids, xg.contiguous())
     if mids.shape[1] <= 15:
         count = torch.zeros(xg.shape, dtype=torch.uint8, device=xg.device)
         for j in range(mids.shape[1]):
@@ -483,3 +503,16 @@ def make_quantizer(
     if name == "learned":
         return LearnedQuantizer(bits, group, num_samples, num_channels)
     raise ValueError(f"unknown quantizer {name!r}; expected one of {QUANTIZERS}")
+
+
+def quantizer_optimizer(quant: Quantizer, lr: float) -> torch.optim.Optimizer | None:
+    """Adam over the quantizer's trainable parameters (None when it has none).
+
+    On a GPU the fused implementation updates every parameter in one kernel; the default
+    one launches a dozen tiny kernels per step, a visible share of a fast DM iteration.
+    """
+    params = [p for p in quant.parameters() if p.requires_grad]
+    if not params:
+        return None
+    fused = all(p.is_cuda for p in params)
+    return torch.optim.Adam(params, lr=lr, fused=fused or None)
