@@ -1,5 +1,5 @@
 """``quadd distill`` and ``quadd subset``: write a distilled / random-subset `.qdd` file
-that fits a byte budget."""
+that fits a byte budget; ``quadd plan``: what fits a budget at each bit width."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import click
 
 from .errors import describe, fail
 
-__all__ = ["distill_command", "subset_command"]
+__all__ = ["distill_command", "plan_command", "subset_command"]
 
 
 class _SizeType(click.ParamType):
@@ -231,3 +231,62 @@ def subset_command(
             f"wrote {res.path}: {res.n} samples ({res.ipc}/class) at {res.bits} bits, "
             f"{res.file_bytes} of {res.budget_bytes} bytes"
         )
+
+
+@click.command("plan")
+@_dataset_opt
+@_data_dir_opt
+@_budget_opt
+@click.option("--bits", "bits_list", type=click.IntRange(1, 8), multiple=True,
+              help="Bit widths to list (repeatable; default 1, 2, 4, 8). A 32-bit row for "
+              "unquantized DM is always added.")
+@click.option("--quantizer", "-q", type=click.Choice(["uniform", "apot", "learned"]),
+              default="uniform", show_default=True)
+@click.option("--iterations", "-n", type=click.IntRange(min=0), default=1000,
+              show_default=True, help="As for distill: recorded in the file's provenance.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@_group_opt
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per bit width.")
+def plan_command(
+    dataset: str,
+    data_dir: str | None,
+    budget: int,
+    bits_list: tuple[int, ...],
+    quantizer: str,
+    iterations: int,
+    seed: int,
+    group: str,
+    as_json: bool,
+) -> None:
+    """How many samples per class `quadd distill` fits into --budget at each bit width,
+    and the exact size of the file it would write (header, codebooks, labels and
+    provenance included). Nothing is trained or written."""
+    from quadd_train.distill import DistillConfig, plan
+
+    try:
+        bundle = _load(dataset, data_dir)
+        rows = []
+        for b in sorted(set(bits_list or (1, 2, 4, 8))) + [32]:
+            cfg = DistillConfig(
+                dataset=dataset, budget_bytes=budget, bits=min(b, 8), group=group,
+                quantizer="none" if b == 32 else quantizer, iterations=iterations, seed=seed,
+            )
+            rows.append(plan(cfg, bundle))
+    except _errors() as exc:
+        fail(describe(exc))
+    if as_json:
+        for r in rows:
+            click.echo(json.dumps(asdict(r)))
+        return
+    shape = "x".join(str(d) for d in bundle.sample_shape)
+    click.echo(f"{bundle.name}: {bundle.num_classes} classes, samples {shape}; "
+               f"budget {budget:,} B")
+    click.echo(f"{'bits':>4}  {'per class':>9}  {'samples':>7}  {'file bytes':>10}  "
+               f"{'unused':>7}")
+    for r in rows:
+        if r.ipc == 0:
+            click.echo(f"{r.bits:>4}  {'-':>9}  {'-':>7}  {'-':>10}  {'-':>7}  "
+                       f"(one per class needs {r.one_per_class_bytes:,} B)")
+        else:
+            click.echo(f"{r.bits:>4}  {r.ipc:>9}  {r.n:>7}  {r.file_bytes:>10,}  "
+                       f"{r.budget_bytes - r.file_bytes:>7,}")

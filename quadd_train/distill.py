@@ -39,8 +39,12 @@ from .synthetic import SyntheticSet
 __all__ = [
     "DistillConfig",
     "DistillResult",
+    "FileLayout",
+    "Plan",
     "SubsetResult",
     "distill",
+    "file_layout",
+    "plan",
     "plan_ipc",
     "resolve_device",
     "subset",
@@ -257,6 +261,99 @@ def _fingerprint(config: DistillConfig) -> dict[str, Any]:
     return {k: v for k, v in asdict(config).items() if k not in _RESUMABLE_FIELDS}
 
 
+@dataclass(frozen=True)
+class FileLayout:
+    """What the size of a distilled file depends on; the codec turns it into bytes."""
+
+    class_names: list[str]
+    sample_shape: tuple[int, ...]
+    bits: int  # file bit width (32 for the unquantized baseline)
+    group: str
+    codebook_dtype: str
+    denorm: Denorm
+    provenance: dict[str, Any]
+
+    def max_ipc(self, budget_bytes: int) -> int:
+        """Samples per class that fit ``budget_bytes`` (0 when not even one does)."""
+        return max_samples_per_class(
+            budget_bytes,
+            self.sample_shape,
+            self.bits,
+            self.class_names,
+            group=self.group,
+            codebook_dtype=self.codebook_dtype,
+            denorm=self.denorm,
+            provenance=self.provenance,
+        )
+
+    def size(self, n: int) -> int:
+        """Exact size in bytes of the file holding ``n`` samples."""
+        return encoded_size(
+            n,
+            self.sample_shape,
+            self.bits,
+            self.group,
+            self.class_names,
+            self.codebook_dtype,
+            self.denorm,
+            self.provenance,
+        )
+
+
+def file_layout(config: DistillConfig, bundle: Any) -> FileLayout:
+    """The layout ``distill(config, bundle, ...)`` writes, provenance block included."""
+    provenance = _provenance(
+        "distill",
+        dataset=bundle.name,
+        method=config.method,
+        quantizer=config.quantizer,
+        post_quantize=config.post_quantize or None,
+        bits=config.file_bits,
+        group=config.group,
+        iterations=config.iterations,
+        seed=config.seed,
+    )
+    # Post-quantization keeps QuADD's sample count (that is the baseline's point): the
+    # count comes from the *file* bit width, which for it is `bits`, not 32.
+    return FileLayout(
+        class_names=list(bundle.class_names),
+        sample_shape=tuple(int(d) for d in bundle.x_train.shape[1:]),
+        bits=config.file_bits,
+        group=config.group,
+        codebook_dtype=config.codebook_dtype,
+        denorm=_denorm(bundle),
+        provenance=provenance,
+    )
+
+
+@dataclass
+class Plan:
+    """What ``distill`` would write for a configuration, before any optimization."""
+
+    bits: int
+    ipc: int  # samples per class that fit (0: none)
+    n: int
+    file_bytes: int  # exact size of that file (0 when nothing fits)
+    budget_bytes: int
+    one_per_class_bytes: int  # size with one sample per class: the smallest budget
+
+
+def plan(config: DistillConfig, bundle: Any) -> Plan:
+    """How many samples per class ``config`` fits into its budget, and the exact file
+    size, from the codec (the same numbers ``distill`` uses)."""
+    layout = file_layout(config, bundle)
+    k = len(layout.class_names)
+    ipc = layout.max_ipc(config.budget_bytes)
+    return Plan(
+        bits=layout.bits,
+        ipc=ipc,
+        n=ipc * k,
+        file_bytes=layout.size(ipc * k) if ipc else 0,
+        budget_bytes=config.budget_bytes,
+        one_per_class_bytes=layout.size(k),
+    )
+
+
 def distill(
     config: DistillConfig, bundle: Any, out_path: str | os.PathLike[str], progress: bool = True
 ) -> DistillResult:
@@ -272,24 +369,10 @@ def distill(
     # Fail before hours of optimization, not when writing the result.
     for path in {out_path, ckpt_path} if config.checkpoint_every else {out_path}:
         _check_dir(path)
-    class_names = list(bundle.class_names)
+    layout = file_layout(config, bundle)
+    class_names, sample_shape = layout.class_names, layout.sample_shape
+    denorm, provenance, file_bits = layout.denorm, layout.provenance, layout.bits
     num_classes = len(class_names)
-    sample_shape = tuple(int(d) for d in bundle.x_train.shape[1:])
-    denorm = _denorm(bundle)
-    file_bits = config.file_bits
-    provenance = _provenance(
-        "distill",
-        dataset=bundle.name,
-        method=config.method,
-        quantizer=config.quantizer,
-        post_quantize=config.post_quantize or None,
-        bits=file_bits,
-        group=config.group,
-        iterations=config.iterations,
-        seed=config.seed,
-    )
-    # Post-quantization keeps QuADD's sample count (that is the baseline's point): the
-    # count comes from the *file* bit width, which for it is `bits`, not 32.
     ipc_max = plan_ipc(
         config.budget_bytes,
         sample_shape,
@@ -445,11 +528,7 @@ def distill(
         codebook_dtype=config.codebook_dtype,
         provenance=provenance,
     )
-    expected = encoded_size(
-        n, sample_shape, file_bits, config.group, class_names, config.codebook_dtype, denorm,
-        provenance,
-    )
-    size = _check_written(out_path, config.budget_bytes, expected)
+    size = _check_written(out_path, config.budget_bytes, layout.size(n))
     assert written == size
     return DistillResult(
         path=out_path,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -166,3 +167,32 @@ def test_cli_distill_and_subset(tmp_path):
     assert "Traceback" not in res.output
     res = runner.invoke(_cli(), ["subset", "--budget", "4KiB", "--bits", "12", "-o", str(out)])
     assert res.exit_code == 2
+
+
+def test_cli_plan_matches_the_written_file(tmp_path):
+    """`quadd plan` predicts the sample count and the exact size `quadd distill` writes."""
+    from click.testing import CliRunner
+
+    from quadd_cli.main import main
+
+    runner = CliRunner()
+    res = runner.invoke(main, ["plan", "--budget", "2KiB", "--bits", "2", "--bits", "4",
+                               "-n", "2", "--json"])
+    assert res.exit_code == 0, res.output
+    rows = {r["bits"]: r for r in map(json.loads, res.stdout.splitlines())}
+    assert sorted(rows) == [2, 4, 32]
+    assert rows[32]["ipc"] == 0 and rows[32]["one_per_class_bytes"] > 2048
+    for bits in (2, 4):
+        out = tmp_path / f"p{bits}.qdd"
+        args = ["distill", "--budget", "2KiB", "--bits", str(bits), "-n", "2",
+                "--pool-size", "1", "--real-per-class", "16", "--json", "-o", str(out)]
+        made = json.loads(runner.invoke(main, args).stdout)
+        assert made["ipc"] == rows[bits]["ipc"] > 0
+        assert out.stat().st_size == rows[bits]["file_bytes"] <= 2048
+        # One more sample per class would not have fitted.
+        assert rows[bits]["file_bytes"] + 10 * (bits * 64 // 8) > 2048
+    text = runner.invoke(main, ["plan", "--budget", "100"])
+    assert text.exit_code == 0 and "one per class needs" in text.stdout
+    bad = runner.invoke(main, ["plan", "--budget", "1KiB", "--dataset", "no-such-set"])
+    assert bad.exit_code == 1 and "Traceback" not in bad.output
+    assert bad.stderr.startswith("quadd: error:")
