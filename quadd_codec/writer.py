@@ -165,7 +165,8 @@ def _code_chunks(codes: np.ndarray, bits: int, progress) -> list[bytes | memoryv
             raise QddValueError("samples hold NaN or infinite values")
         if progress:
             progress(n)
-        return [memoryview(raw).cast("B")]
+        # A uint8 view rather than memoryview.cast: cast refuses empty (n = 0) shapes.
+        return [memoryview(raw.view(np.uint8).reshape(-1))]
     if codes.dtype.kind not in "ui":
         raise QddValueError(f"codes must be integers (level indices), got dtype {codes.dtype}")
     if flat.size and (flat.min() < 0 or flat.max() >= 1 << bits):
