@@ -44,7 +44,8 @@ def _configs(args: argparse.Namespace, budget: int) -> list[dict[str, Any]]:
     runs = [{"kind": "quadd", "bits": b, "quantizer": q} for q in args.quantizer
             for b in args.bits]
     runs.append({"kind": "dm32", "bits": 32, "quantizer": "none"})
-    runs += [{"kind": "post", "bits": b, "quantizer": "none"} for b in args.post_bits]
+    runs += [{"kind": "post", "bits": b, "quantizer": "none", "post_codebook": cb}
+             for cb in args.post_codebook for b in args.post_bits]
     runs += [{"kind": "subset", "bits": b, "quantizer": "none"} for b in args.subset_bits]
     for r in runs:
         r["budget"] = budget
@@ -59,7 +60,8 @@ def _name(r: dict[str, Any]) -> str:
 
 def _key(r: dict[str, Any]) -> tuple:
     return (r["budget"], r["kind"], r["bits"], r.get("quantizer", "uniform"),
-            r.get("iterations"), r.get("dm_mode", "fast"), r.get("ipc_fixed"))
+            r.get("iterations"), r.get("dm_mode", "fast"), r.get("ipc_fixed"),
+            r.get("post_codebook", "uniform"))
 
 
 def _machine() -> str:
@@ -143,7 +145,7 @@ def _distill_rows(args: argparse.Namespace, bundle: Any, r: dict[str, Any], budg
             print(f"{_key(record)}: not even one sample per class fits", flush=True)
         return
     stem = (f"{args.dataset}-{budget}-{r['kind']}-{r['bits']}-{r['quantizer']}-{args.dm_mode}"
-            f"-ipc{args.ipc or 'max'}")
+            f"-ipc{args.ipc or 'max'}-{r.get('post_codebook', 'uniform')}")
     ckpt = work / f"{stem}.ckpt"
     ckpt.unlink(missing_ok=True)  # a later stage's checkpoint must never seed an earlier one
     rate: float | None = None
@@ -167,6 +169,7 @@ def _distill_rows(args: argparse.Namespace, bundle: Any, r: dict[str, Any], budg
             bits=r["bits"] if r["bits"] != 32 else 8,
             quantizer=r["quantizer"], iterations=n_it, seed=args.seed,
             post_quantize=r["kind"] == "post", pool_size=args.pool_size,
+            post_codebook=r.get("post_codebook", "uniform"),
             real_per_class=args.real_per_class, device=args.device, ipc=args.ipc,
             dm_mode=args.dm_mode, compile=args.compile,
             checkpoint_every=n_it, checkpoint_path=str(ckpt), resume=True,
@@ -216,6 +219,8 @@ def report(paths: list[str]) -> str:
         ]
         for r in rows:
             kind = r["kind"] if r.get("dm_mode", "fast") == "fast" else f"{r['kind']} (plain)"
+            if r.get("post_codebook", "uniform") != "uniform":
+                kind += f" ({r['post_codebook']} codebook)"
             quant = r.get("quantizer", "-") if r["kind"] == "quadd" else "-"
             its = r.get("iterations") or "-"
             if r["status"] != "ok":
@@ -236,6 +241,8 @@ def main() -> None:
     ap.add_argument("--budget", action="append", type=parse_size, default=[])
     ap.add_argument("--bits", type=int, nargs="+", default=[1, 2, 4, 8])
     ap.add_argument("--post-bits", type=int, nargs="*", default=[2])
+    ap.add_argument("--post-codebook", nargs="+", choices=["uniform", "kmeans"],
+                    default=["uniform"], help="codebook(s) of the post-quantized baseline")
     ap.add_argument("--subset-bits", type=int, nargs="*", default=[2])
     ap.add_argument("--quantizer", nargs="+", default=["uniform"])
     ap.add_argument("--iterations", type=int, default=1000)
