@@ -61,7 +61,7 @@ def _name(r: dict[str, Any]) -> str:
 def _key(r: dict[str, Any]) -> tuple:
     return (r["budget"], r["kind"], r["bits"], r.get("quantizer", "uniform"),
             r.get("iterations"), r.get("dm_mode", "fast"), r.get("ipc_fixed"),
-            r.get("post_codebook", "uniform"))
+            r.get("post_codebook", "uniform"), r.get("quant_warmup", 0))
 
 
 def _machine() -> str:
@@ -94,7 +94,7 @@ def _base_record(args: argparse.Namespace, r: dict[str, Any]) -> dict[str, Any]:
     return {
         **r, "dataset": args.dataset, "eval_epochs": args.eval_epochs, "eval_runs": args.runs,
         "pool_size": args.pool_size, "real_per_class": args.real_per_class,
-        "dm_mode": args.dm_mode, "ipc_fixed": args.ipc,
+        "dm_mode": args.dm_mode, "ipc_fixed": args.ipc, "quant_warmup": args.quant_warmup,
         "date": dt.date.today().isoformat(), "machine": _machine(),
         "torch": torch.__version__,
     }
@@ -145,7 +145,7 @@ def _distill_rows(args: argparse.Namespace, bundle: Any, r: dict[str, Any], budg
             print(f"{_key(record)}: not even one sample per class fits", flush=True)
         return
     stem = (f"{args.dataset}-{budget}-{r['kind']}-{r['bits']}-{r['quantizer']}-{args.dm_mode}"
-            f"-ipc{args.ipc or 'max'}-{r.get('post_codebook', 'uniform')}")
+            f"-ipc{args.ipc or 'max'}-{r.get('post_codebook', 'uniform')}-w{args.quant_warmup}")
     ckpt = work / f"{stem}.ckpt"
     ckpt.unlink(missing_ok=True)  # a later stage's checkpoint must never seed an earlier one
     rate: float | None = None
@@ -169,7 +169,7 @@ def _distill_rows(args: argparse.Namespace, bundle: Any, r: dict[str, Any], budg
             bits=r["bits"] if r["bits"] != 32 else 8,
             quantizer=r["quantizer"], iterations=n_it, seed=args.seed,
             post_quantize=r["kind"] == "post", pool_size=args.pool_size,
-            post_codebook=r.get("post_codebook", "uniform"),
+            post_codebook=r.get("post_codebook", "uniform"), quant_warmup=args.quant_warmup,
             real_per_class=args.real_per_class, device=args.device, ipc=args.ipc,
             dm_mode=args.dm_mode, compile=args.compile,
             checkpoint_every=n_it, checkpoint_path=str(ckpt), resume=True,
@@ -258,6 +258,8 @@ def main() -> None:
     ap.add_argument("--ipc", type=int, default=None,
                     help="fixed images per class instead of the most that fit")
     ap.add_argument("--dm-mode", choices=["fast", "plain"], default="fast")
+    ap.add_argument("--quant-warmup", type=int, default=0,
+                    help="unquantized iterations before the quantizer switches on")
     ap.add_argument("--compile", choices=["auto", "on", "off"], default="auto")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--pool-size", type=int, default=32)

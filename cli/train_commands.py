@@ -92,6 +92,9 @@ def _errors() -> tuple[type[BaseException], ...]:
               "at the end.")
 @click.option("--post-codebook", type=click.Choice(["uniform", "kmeans"]), default="uniform",
               show_default=True, help="Codebook used by --post-quantize.")
+@click.option("--quant-warmup", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Iterations to run unquantized first; the quantizer is then fitted to "
+              "the samples and trained with them.")
 @click.option("--lr-img", type=float, default=1.0, show_default=True)
 @click.option("--lr-quant", type=float, default=0.005, show_default=True)
 @click.option("--checkpoint-every", type=click.IntRange(min=0), default=0, show_default=True,
@@ -138,6 +141,7 @@ def distill_command(
     group: str,
     post_quantize: bool,
     post_codebook: str,
+    quant_warmup: int,
     lr_img: float,
     lr_quant: float,
     checkpoint_every: int,
@@ -170,6 +174,7 @@ def distill_command(
         dataset=dataset, budget_bytes=budget, bits=bits, quantizer=quantizer, method=method,
         iterations=iterations, seed=seed, lr_img=lr_img, lr_quant=lr_quant, device=device,
         group=group, ipc=ipc, post_quantize=post_quantize, post_codebook=post_codebook,
+        quant_warmup=quant_warmup,
         checkpoint_every=checkpoint_every, checkpoint_path=checkpoint_path, resume=resume,
         data_dir=data_dir, dm_mode=dm_mode, pool_size=pool_size,
         real_per_class=real_per_class, dsa=not no_dsa, channels_last=channels_last,

@@ -84,6 +84,9 @@ class DistillConfig:
     post_quantize: bool = False
     post_codebook: str = "uniform"  # codebook for post_quantize: uniform | kmeans
     soft_round_beta: float | None = None  # uniform quantizer: soft-rounding surrogate
+    # Iterations run unquantized before the quantizer is fitted to the samples and
+    # switched on (0: quantized from the start).
+    quant_warmup: int = 0
     checkpoint_every: int = 0  # 0 disables checkpoints
     checkpoint_path: str | None = None  # default: "<out>.ckpt"
     resume: bool = False
@@ -115,6 +118,8 @@ class DistillConfig:
             raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
         if self.post_codebook not in ("uniform", "kmeans"):
             raise ValueError("post_codebook must be 'uniform' or 'kmeans'")
+        if self.quant_warmup < 0:
+            raise ValueError("quant_warmup must be >= 0")
         if self.ipc is not None and self.ipc < 1:
             raise ValueError("ipc must be >= 1")
 
@@ -484,14 +489,18 @@ def distill(
         done = 0
         try:
             for it in range(start_it, config.iterations):
-                syn_q = quant(syn.data)
+                warm = it < config.quant_warmup
+                if it == config.quant_warmup > 0:
+                    # Fit the levels to the samples as they are now, not as initialized.
+                    quant.init_from(syn.data.detach())
+                syn_q = syn.data if warm else quant(syn.data)
                 loss = objective.loss(syn_q, syn.labels, rng)
                 opt_img.zero_grad(set_to_none=True)
                 if opt_q is not None:
                     opt_q.zero_grad(set_to_none=True)
                 loss.backward()
                 opt_img.step()
-                if opt_q is not None:
+                if opt_q is not None and not warm:
                     opt_q.step()
                 done += 1
                 bar.update(1)
@@ -514,6 +523,8 @@ def distill(
                 codes, levels = quantize_array(x_final, config.bits, config.post_codebook,
                                                config.group)
             else:
+                if config.quant_warmup >= config.iterations > 0:
+                    quant.init_from(syn.data.detach())  # the loop never switched it on
                 codes, levels = quant.export(syn.data.detach())
     labels = syn.labels.cpu().numpy().astype(np.int64)
     written = write_qdd(

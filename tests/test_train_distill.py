@@ -115,6 +115,31 @@ def test_resume_matches_uninterrupted(tmp_path, digits):
     assert full.read_bytes() == part.read_bytes()
 
 
+@pytest.mark.parametrize("stop", [1, 2, 4])  # before, at and after the switch-on
+def test_quant_warmup_resumes_exactly(tmp_path, digits, stop):
+    full = tmp_path / "full.qdd"
+    distill(_cfg(iterations=5, quant_warmup=2), digits, full, progress=False)
+    part, ckpt = tmp_path / "part.qdd", tmp_path / "part.ckpt"
+    distill(_cfg(iterations=stop, quant_warmup=2, checkpoint_every=stop,
+                 checkpoint_path=str(ckpt)), digits, part, progress=False)
+    distill(_cfg(iterations=5, quant_warmup=2, checkpoint_path=str(ckpt), resume=True),
+            digits, part, progress=False)
+    assert full.read_bytes() == part.read_bytes()
+    # Warm-up changes the result (the first iterations see unquantized samples).
+    plain = tmp_path / "plain.qdd"
+    distill(_cfg(iterations=5), digits, plain, progress=False)
+    assert not np.array_equal(QddFile(plain).packed_codes(), QddFile(full).packed_codes())
+
+
+def test_quant_warmup_longer_than_the_run_still_fits_levels(tmp_path, digits):
+    out = tmp_path / "w.qdd"
+    distill(_cfg(iterations=3, quant_warmup=10), digits, out, progress=False)
+    x = QddFile(out).read_all()
+    assert np.isfinite(x).all() and len(np.unique(x)) > 1
+    with pytest.raises(ValueError, match="quant_warmup"):
+        _cfg(quant_warmup=-1).validate()
+
+
 def test_resume_rejects_other_settings(tmp_path, digits):
     ckpt = tmp_path / "c.ckpt"
     distill(_cfg(iterations=2, checkpoint_every=2, checkpoint_path=str(ckpt)), digits,
