@@ -28,7 +28,7 @@ import sys
 import tarfile
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -93,6 +93,7 @@ class DatasetBundle:
     class_names: list[str]
     mean: Tensor
     std: Tensor
+    _stats_cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def num_classes(self) -> int:
@@ -117,7 +118,7 @@ class DatasetBundle:
         view = (1, -1) + (1,) * (x.dim() - 2)
         # Cached per device: a fresh host-to-GPU copy per batch would stall the stream.
         key = (x.device, x.dtype)
-        cache = self.__dict__.setdefault("_stats_cache", {})
+        cache = self._stats_cache
         if key not in cache:
             cache[key] = (self.mean.to(device=x.device, dtype=x.dtype),
                           self.std.to(device=x.device, dtype=x.dtype))

@@ -191,41 +191,53 @@ def _provenance(kind: str, **items: Any) -> dict[str, Any]:
     return {"tool": f"quadd {kind}", **{k: v for k, v in items.items() if v is not None}}
 
 
-def plan_ipc(
-    budget_bytes: int,
-    sample_shape: tuple[int, ...],
-    bits: int,
-    class_names: list[str],
-    group: str,
-    codebook_dtype: str,
-    denorm: Denorm | None,
-    provenance: dict[str, Any] | None,
-) -> int:
-    """Samples per class that fit the budget, from the codec; a clear error if none."""
-    ipc = max_samples_per_class(
-        budget_bytes,
-        sample_shape,
-        bits,
-        class_names,
-        group=group,
-        codebook_dtype=codebook_dtype,
-        denorm=denorm,
-        provenance=provenance,
-    )
-    if ipc < 1:
-        need = encoded_size(
-            len(class_names),
-            sample_shape,
-            bits,
-            group,
-            class_names,
-            codebook_dtype,
-            denorm,
-            provenance,
+@dataclass(frozen=True)
+class FileLayout:
+    """What the size of a distilled file depends on; the codec turns it into bytes."""
+
+    class_names: list[str]
+    sample_shape: tuple[int, ...]
+    bits: int  # file bit width (32 for the unquantized baseline)
+    group: str
+    codebook_dtype: str
+    denorm: Denorm
+    provenance: dict[str, Any]
+
+    def max_ipc(self, budget_bytes: int) -> int:
+        """Samples per class that fit ``budget_bytes`` (0 when not even one does)."""
+        return max_samples_per_class(
+            budget_bytes,
+            self.sample_shape,
+            self.bits,
+            self.class_names,
+            group=self.group,
+            codebook_dtype=self.codebook_dtype,
+            denorm=self.denorm,
+            provenance=self.provenance,
         )
+
+    def size(self, n: int) -> int:
+        """Exact size in bytes of the file holding ``n`` samples."""
+        return encoded_size(
+            n,
+            self.sample_shape,
+            self.bits,
+            self.group,
+            self.class_names,
+            self.codebook_dtype,
+            self.denorm,
+            self.provenance,
+        )
+
+
+def plan_ipc(budget_bytes: int, layout: FileLayout) -> int:
+    """Samples per class that fit the budget, from the codec; a clear error if none."""
+    ipc = layout.max_ipc(budget_bytes)
+    if ipc < 1:
+        need = layout.size(len(layout.class_names))
         raise ValueError(
-            f"budget of {budget_bytes} B is too small: one sample per class at {bits} bits "
-            f"needs {need} B"
+            f"budget of {budget_bytes} B is too small: one sample per class at "
+            f"{layout.bits} bits needs {need} B"
         )
     return ipc
 
@@ -264,45 +276,6 @@ def _atomic_torch_save(obj: Any, path: str) -> None:
 
 def _fingerprint(config: DistillConfig) -> dict[str, Any]:
     return {k: v for k, v in asdict(config).items() if k not in _RESUMABLE_FIELDS}
-
-
-@dataclass(frozen=True)
-class FileLayout:
-    """What the size of a distilled file depends on; the codec turns it into bytes."""
-
-    class_names: list[str]
-    sample_shape: tuple[int, ...]
-    bits: int  # file bit width (32 for the unquantized baseline)
-    group: str
-    codebook_dtype: str
-    denorm: Denorm
-    provenance: dict[str, Any]
-
-    def max_ipc(self, budget_bytes: int) -> int:
-        """Samples per class that fit ``budget_bytes`` (0 when not even one does)."""
-        return max_samples_per_class(
-            budget_bytes,
-            self.sample_shape,
-            self.bits,
-            self.class_names,
-            group=self.group,
-            codebook_dtype=self.codebook_dtype,
-            denorm=self.denorm,
-            provenance=self.provenance,
-        )
-
-    def size(self, n: int) -> int:
-        """Exact size in bytes of the file holding ``n`` samples."""
-        return encoded_size(
-            n,
-            self.sample_shape,
-            self.bits,
-            self.group,
-            self.class_names,
-            self.codebook_dtype,
-            self.denorm,
-            self.provenance,
-        )
 
 
 def file_layout(config: DistillConfig, bundle: Any) -> FileLayout:
@@ -378,16 +351,7 @@ def distill(
     class_names, sample_shape = layout.class_names, layout.sample_shape
     denorm, provenance, file_bits = layout.denorm, layout.provenance, layout.bits
     num_classes = len(class_names)
-    ipc_max = plan_ipc(
-        config.budget_bytes,
-        sample_shape,
-        file_bits,
-        class_names,
-        config.group,
-        config.codebook_dtype,
-        denorm,
-        provenance,
-    )
+    ipc_max = plan_ipc(config.budget_bytes, layout)
     ipc = ipc_max if config.ipc is None else int(config.ipc)
     if ipc > ipc_max:
         raise ValueError(
@@ -579,14 +543,18 @@ def subset(
         raise ValueError(f"bits must be in 1..8 or 32, got {bits}")
     if group not in GROUPS:
         raise ValueError(f"unknown group {group!r}; expected one of {GROUPS}")
-    class_names = list(bundle.class_names)
-    num_classes = len(class_names)
-    sample_shape = tuple(int(d) for d in bundle.x_train.shape[1:])
-    denorm = _denorm(bundle)
-    provenance = _provenance("subset", dataset=bundle.name, bits=bits, group=group, seed=seed,
-                             codebook=codebook if bits != 32 else None)
-    ipc = plan_ipc(budget_bytes, sample_shape, bits, class_names, group, codebook_dtype,
-                   denorm, provenance)
+    layout = FileLayout(
+        class_names=list(bundle.class_names),
+        sample_shape=tuple(int(d) for d in bundle.x_train.shape[1:]),
+        bits=bits,
+        group=group,
+        codebook_dtype=codebook_dtype,
+        denorm=_denorm(bundle),
+        provenance=_provenance("subset", dataset=bundle.name, bits=bits, group=group,
+                               seed=seed, codebook=codebook if bits != 32 else None),
+    )
+    class_names, num_classes = layout.class_names, len(layout.class_names)
+    ipc = plan_ipc(budget_bytes, layout)
     labels_np = bundle.y_train.cpu().numpy()
     rng = np.random.default_rng([int(seed), 2])
     picks = [rng.permutation(np.flatnonzero(labels_np == c))[:ipc] for c in range(num_classes)]
@@ -598,9 +566,7 @@ def subset(
         codes, levels = x, None
     else:
         codes, levels = quantize_array(x, bits, codebook, group)
-    write_qdd(out_path, codes, levels, labels, bits, group, class_names, denorm=denorm,
-              codebook_dtype=codebook_dtype, provenance=provenance)
-    expected = encoded_size(len(idx), sample_shape, bits, group, class_names, codebook_dtype,
-                            denorm, provenance)
-    size = _check_written(out_path, budget_bytes, expected)
+    write_qdd(out_path, codes, levels, labels, bits, group, class_names, denorm=layout.denorm,
+              codebook_dtype=codebook_dtype, provenance=layout.provenance)
+    size = _check_written(out_path, budget_bytes, layout.size(len(idx)))
     return SubsetResult(out_path, ipc, len(idx), bits, size, budget_bytes)
