@@ -25,17 +25,17 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from quadd_codec import Denorm, max_samples_per_class  # noqa: E402
 from quadd_train.budget import parse_size  # noqa: E402
 from quadd_train.data import load_dataset  # noqa: E402
-from quadd_train.distill import DistillConfig, distill, subset  # noqa: E402
+from quadd_train.distill import DistillConfig, distill, plan, subset  # noqa: E402
 from quadd_train.evaluate import evaluate_qdd  # noqa: E402
 
 
-def _fits(bundle: Any, budget: int, bits: int) -> int:
-    denorm = Denorm(bundle.std.tolist(), bundle.mean.tolist())
-    return max_samples_per_class(budget, bundle.sample_shape, bits, bundle.class_names,
-                                 denorm=denorm)
+def _fits(args: argparse.Namespace, bundle: Any, budget: int, bits: int) -> int:
+    """Samples per class that fit, asked of the same planner `distill` uses."""
+    cfg = DistillConfig(dataset=args.dataset, budget_bytes=budget, bits=min(bits, 8),
+                        quantizer="none" if bits == 32 else "uniform", upsample=args.upsample)
+    return plan(cfg, bundle).ipc
 
 
 def _configs(args: argparse.Namespace, budget: int) -> list[dict[str, Any]]:
@@ -61,7 +61,7 @@ def _name(r: dict[str, Any]) -> str:
 def _key(r: dict[str, Any]) -> tuple:
     return (r["budget"], r["kind"], r["bits"], r.get("quantizer", "uniform"),
             r.get("iterations"), r.get("dm_mode", "fast"), r.get("ipc_fixed"),
-            r.get("post_codebook", "uniform"), r.get("quant_warmup", 0))
+            r.get("post_codebook", "uniform"), r.get("quant_warmup", 0), r.get("upsample", 1))
 
 
 def _machine() -> str:
@@ -95,6 +95,7 @@ def _base_record(args: argparse.Namespace, r: dict[str, Any]) -> dict[str, Any]:
         **r, "dataset": args.dataset, "eval_epochs": args.eval_epochs, "eval_runs": args.runs,
         "pool_size": args.pool_size, "real_per_class": args.real_per_class,
         "dm_mode": args.dm_mode, "ipc_fixed": args.ipc, "quant_warmup": args.quant_warmup,
+        "upsample": args.upsample,
         "date": dt.date.today().isoformat(), "machine": _machine(),
         "torch": torch.__version__,
     }
@@ -122,12 +123,13 @@ def _subset_row(args: argparse.Namespace, bundle: Any, r: dict[str, Any], budget
     if args.deadline_at and time.time() + args.eval_guess > args.deadline_at:
         print(f"{_key(record)}: skipped, the evaluation would end past the deadline", flush=True)
         return
-    if _fits(bundle, budget, r["bits"]) == 0:
+    if _fits(args, bundle, budget, r["bits"]) == 0:
         record.update(status="does not fit", ipc=0)
         _append(out, record)
         return
-    path = work / f"{args.dataset}-{budget}-subset-{r['bits']}.qdd"
-    record["ipc"] = subset(bundle, budget, r["bits"], args.seed, path).ipc
+    path = work / f"{args.dataset}-{budget}-subset-{r['bits']}-up{args.upsample}.qdd"
+    record["ipc"] = subset(bundle, budget, r["bits"], args.seed, path,
+                           upsample=args.upsample).ipc
     record["distill_seconds"] = 0.0
     _evaluate(args, bundle, path, record, budget, out)
 
@@ -137,7 +139,7 @@ def _distill_rows(args: argparse.Namespace, bundle: Any, r: dict[str, Any], budg
     """One run per configuration, evaluated at each stage: the run goes on from the
     previous stage's checkpoint (byte-identical to an uninterrupted run of that length),
     and a stage is skipped when it would not finish before --deadline-at."""
-    if _fits(bundle, budget, r["bits"]) == 0:
+    if _fits(args, bundle, budget, r["bits"]) == 0:
         record = {**_base_record(args, r), "iterations": stages[-1]}
         if _key(record) not in done:
             record.update(status="does not fit", ipc=0)
@@ -145,7 +147,8 @@ def _distill_rows(args: argparse.Namespace, bundle: Any, r: dict[str, Any], budg
             print(f"{_key(record)}: not even one sample per class fits", flush=True)
         return
     stem = (f"{args.dataset}-{budget}-{r['kind']}-{r['bits']}-{r['quantizer']}-{args.dm_mode}"
-            f"-ipc{args.ipc or 'max'}-{r.get('post_codebook', 'uniform')}-w{args.quant_warmup}")
+            f"-ipc{args.ipc or 'max'}-{r.get('post_codebook', 'uniform')}-w{args.quant_warmup}"
+            f"-up{args.upsample}")
     ckpt = work / f"{stem}.ckpt"
     ckpt.unlink(missing_ok=True)  # a later stage's checkpoint must never seed an earlier one
     rate: float | None = None
@@ -171,7 +174,7 @@ def _distill_rows(args: argparse.Namespace, bundle: Any, r: dict[str, Any], budg
             post_quantize=r["kind"] == "post", pool_size=args.pool_size,
             post_codebook=r.get("post_codebook", "uniform"), quant_warmup=args.quant_warmup,
             real_per_class=args.real_per_class, device=args.device, ipc=args.ipc,
-            dm_mode=args.dm_mode, compile=args.compile,
+            dm_mode=args.dm_mode, compile=args.compile, upsample=args.upsample,
             checkpoint_every=n_it, checkpoint_path=str(ckpt), resume=True,
         )
         t0 = time.time()
@@ -221,6 +224,10 @@ def report(paths: list[str]) -> str:
             kind = r["kind"] if r.get("dm_mode", "fast") == "fast" else f"{r['kind']} (plain)"
             if r.get("post_codebook", "uniform") != "uniform":
                 kind += f" ({r['post_codebook']} codebook)"
+            if r.get("upsample", 1) != 1:
+                kind += f", stored 1/{r['upsample']} per side"
+            if r.get("quant_warmup", 0):
+                kind += f", warm-up {r['quant_warmup']}"
             quant = r.get("quantizer", "-") if r["kind"] == "quadd" else "-"
             its = r.get("iterations") or "-"
             if r["status"] != "ok":
@@ -258,6 +265,8 @@ def main() -> None:
     ap.add_argument("--ipc", type=int, default=None,
                     help="fixed images per class instead of the most that fit")
     ap.add_argument("--dm-mode", choices=["fast", "plain"], default="fast")
+    ap.add_argument("--upsample", type=int, default=1,
+                    help="store samples this many times smaller per side (distill and subset)")
     ap.add_argument("--quant-warmup", type=int, default=0,
                     help="unquantized iterations before the quantizer switches on")
     ap.add_argument("--compile", choices=["auto", "on", "off"], default="auto")

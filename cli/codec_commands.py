@@ -7,6 +7,7 @@ quadd_codec is imported inside the commands, not here: it pulls in torch, and
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -203,14 +204,18 @@ def inspect_info(f: Any, label: str) -> dict[str, Any]:
                  "extras": sum(extras.values()), "trailer": parts["trailer"]}
     counts = (np.bincount(f.labels, minlength=f.num_classes).tolist()
               if f.labels is not None else [0] * f.num_classes)
-    values = lay.n * lay.values_per_sample
+    # Per decoded value: what a user of the file gets back, upsampling included.
+    per_sample = math.prod(lay.output_shape)
+    values = lay.n * per_sample
     show_levels = lay.groups * lay.num_levels <= _SHOW_LEVELS_MAX
     return {
         "path": label,
         "format_version": f"{MAJOR}.{lay.minor}",
         "n": lay.n,
-        "sample_shape": list(lay.sample_shape),
-        "values_per_sample": lay.values_per_sample,
+        "sample_shape": list(lay.output_shape),
+        "values_per_sample": per_sample,
+        "stored_shape": list(lay.sample_shape),
+        "upsample": lay.upsample,
         "bits": lay.bits,
         "raw_float32": lay.bits == 32,
         "group": lay.group,
@@ -239,6 +244,9 @@ def _format_info(info: dict[str, Any]) -> str:
         f"samples         {info['n']} x {_shape(info['sample_shape'])} "
         f"({info['values_per_sample']} values each)",
     ]
+    if info["upsample"] != 1:
+        lines.append(f"stored as       {_shape(info['stored_shape'])}, upsampled "
+                     f"{info['upsample']}x by repetition")
     if info["raw_float32"]:
         lines.append("bits            32 (raw float32, no codebook)")
     else:

@@ -50,6 +50,11 @@ _out_opt = click.option(
     "--output", "-o", "output", type=click.Path(dir_okay=False), required=True,
     help="Output .qdd file (written atomically).",
 )
+_upsample_opt = click.option(
+    "--upsample", type=click.IntRange(1, 16), default=1, show_default=True,
+    help="Store images this many times smaller per side; readers enlarge them by "
+    "repetition, so about upsample^2 times as many samples fit the budget.",
+)
 _group_opt = click.option(
     "--group", type=click.Choice(["tensor", "channel", "sample-channel"]), default="channel",
     show_default=True, help="What one codebook covers.",
@@ -95,6 +100,7 @@ def _errors() -> tuple[type[BaseException], ...]:
 @click.option("--quant-warmup", type=click.IntRange(min=0), default=0, show_default=True,
               help="Iterations to run unquantized first; the quantizer is then fitted to "
               "the samples and trained with them.")
+@_upsample_opt
 @click.option("--lr-img", type=float, default=1.0, show_default=True)
 @click.option("--lr-quant", type=float, default=0.005, show_default=True)
 @click.option("--checkpoint-every", type=click.IntRange(min=0), default=0, show_default=True,
@@ -142,6 +148,7 @@ def distill_command(
     post_quantize: bool,
     post_codebook: str,
     quant_warmup: int,
+    upsample: int,
     lr_img: float,
     lr_quant: float,
     checkpoint_every: int,
@@ -174,7 +181,7 @@ def distill_command(
         dataset=dataset, budget_bytes=budget, bits=bits, quantizer=quantizer, method=method,
         iterations=iterations, seed=seed, lr_img=lr_img, lr_quant=lr_quant, device=device,
         group=group, ipc=ipc, post_quantize=post_quantize, post_codebook=post_codebook,
-        quant_warmup=quant_warmup,
+        quant_warmup=quant_warmup, upsample=upsample,
         checkpoint_every=checkpoint_every, checkpoint_path=checkpoint_path, resume=resume,
         data_dir=data_dir, dm_mode=dm_mode, pool_size=pool_size,
         real_per_class=real_per_class, dsa=not no_dsa, channels_last=channels_last,
@@ -204,6 +211,7 @@ def distill_command(
 @click.option("--codebook", type=click.Choice(["uniform", "kmeans"]), default="uniform",
               show_default=True)
 @_group_opt
+@_upsample_opt
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 @_out_opt
@@ -214,6 +222,7 @@ def subset_command(
     bits: int,
     codebook: str,
     group: str,
+    upsample: int,
     seed: int,
     as_json: bool,
     output: str,
@@ -226,7 +235,8 @@ def subset_command(
         raise click.BadParameter("must be 1..8 or 32", param_hint="--bits")
     try:
         bundle = _load(dataset, data_dir)
-        res = subset(bundle, budget, bits, seed, output, codebook=codebook, group=group)
+        res = subset(bundle, budget, bits, seed, output, codebook=codebook, group=group,
+                     upsample=upsample)
     except _errors() as exc:
         fail(describe(exc))
     if as_json:
@@ -251,6 +261,7 @@ def subset_command(
               show_default=True, help="As for distill: recorded in the file's provenance.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @_group_opt
+@_upsample_opt
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per bit width.")
 def plan_command(
     dataset: str,
@@ -261,6 +272,7 @@ def plan_command(
     iterations: int,
     seed: int,
     group: str,
+    upsample: int,
     as_json: bool,
 ) -> None:
     """How many samples per class `quadd distill` fits into --budget at each bit width,
@@ -275,6 +287,7 @@ def plan_command(
             cfg = DistillConfig(
                 dataset=dataset, budget_bytes=budget, bits=min(b, 8), group=group,
                 quantizer="none" if b == 32 else quantizer, iterations=iterations, seed=seed,
+                upsample=upsample,
             )
             rows.append(plan(cfg, bundle))
     except _errors() as exc:
@@ -284,7 +297,10 @@ def plan_command(
             click.echo(json.dumps(asdict(r)))
         return
     shape = "x".join(str(d) for d in bundle.sample_shape)
-    click.echo(f"{bundle.name}: {bundle.num_classes} classes, samples {shape}; "
+    stored = "" if upsample == 1 else (
+        f", stored {upsample}x smaller per side ({bundle.sample_shape[-2] // upsample}x"
+        f"{bundle.sample_shape[-1] // upsample})")
+    click.echo(f"{bundle.name}: {bundle.num_classes} classes, samples {shape}{stored}; "
                f"budget {budget:,} B")
     click.echo(f"{'bits':>4}  {'per class':>9}  {'samples':>7}  {'file bytes':>10}  "
                f"{'unused':>7}")

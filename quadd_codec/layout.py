@@ -31,8 +31,13 @@ from .errors import (
 SIGNATURE = b"\x89QDD\r\n\x1a\n"
 MAJOR = 1
 MINOR = 0
-#: Required-feature bits this reader implements. v1 defines none.
-KNOWN_REQUIRED_FEATURES = 0
+#: Minor version of files that use the `upsample` feature (section 6a of FORMAT.md).
+UPSAMPLE_MINOR = 1
+#: Required-feature bit 0: samples are stored at reduced resolution (header `upsample`).
+FEATURE_UPSAMPLE = 1
+#: Required-feature bits this reader implements.
+KNOWN_REQUIRED_FEATURES = FEATURE_UPSAMPLE
+MAX_UPSAMPLE = 16
 PREFIX = struct.Struct("<8sHHIII")  # signature, major, minor, required features, header len, crc
 PREFIX_SIZE = PREFIX.size  # 24
 TRAILER = struct.Struct("<Q4s")  # total file size, end magic
@@ -97,10 +102,16 @@ class Layout:
     header_len: int
     minor: int
     meta: dict[str, Any] = field(default_factory=dict)
+    upsample: int = 1  # integer factor on the last two axes; 1: stored at full size
 
     @property
     def values_per_sample(self) -> int:
         return math.prod(self.sample_shape)
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        """Shape of one decoded sample: the stored shape, upsampled."""
+        return output_shape(self.sample_shape, self.upsample)
 
     @property
     def channels(self) -> int:
@@ -135,6 +146,21 @@ class Layout:
             if s.name == name:
                 return s
         return None
+
+
+def output_shape(sample_shape: Sequence[int], upsample: int) -> tuple[int, ...]:
+    """Decoded sample shape: the last two axes of the stored shape times `upsample`."""
+    shape = tuple(int(d) for d in sample_shape)
+    if upsample == 1:
+        return shape
+    return (*shape[:-2], shape[-2] * upsample, shape[-1] * upsample)
+
+
+def upsample_nearest(x: np.ndarray, factor: int) -> np.ndarray:
+    """Repeat every value of the last two axes into a `factor` x `factor` block."""
+    if factor == 1:
+        return x
+    return np.repeat(np.repeat(x, factor, axis=-2), factor, axis=-1)
 
 
 def label_bits(num_classes: int) -> int:
@@ -189,6 +215,7 @@ def build_header(
     section_lengths: Sequence[tuple[str, int]],
     crcs: Mapping[str, int] | None = None,
     meta: Mapping[str, Any] | None = None,
+    upsample: int = 1,
 ) -> bytes:
     """msgpack header bytes. Sizes never depend on CRC values (always 4-byte bin)."""
     sections = []
@@ -213,13 +240,15 @@ def build_header(
         header["denorm"] = [list(denorm.scale), list(denorm.offset)]
     if meta:
         header["meta"] = dict(meta)
+    if upsample != 1:
+        header["upsample"] = int(upsample)
     # Single floats: the de-normalization constants are float32 values, and 5 bytes
     # each instead of 9 keeps the container overhead small.
     return msgpack.packb(header, use_bin_type=True, use_single_float=True)
 
 
-def pack_prefix(header: bytes, header_crc: int, minor: int = MINOR) -> bytes:
-    return PREFIX.pack(SIGNATURE, MAJOR, minor, 0, len(header), header_crc)
+def pack_prefix(header: bytes, header_crc: int, minor: int = MINOR, required: int = 0) -> bytes:
+    return PREFIX.pack(SIGNATURE, MAJOR, minor, required, len(header), header_crc)
 
 
 def pack_trailer(file_size: int) -> bytes:
@@ -234,6 +263,7 @@ def check_write_args(
     codebook_dtype: str,
     class_names: Sequence[str],
     denorm: Denorm | None,
+    upsample: int = 1,
 ) -> None:
     """Reject what the reader would reject, before a single byte is written."""
     if bits != RAW_BITS and not (isinstance(bits, int) and 1 <= bits <= 8):
@@ -255,6 +285,22 @@ def check_write_args(
         raise QddValueError(
             f"denorm has {len(denorm.scale)} channels, samples have {channels_of(sample_shape)}"
         )
+    problem = _upsample_problem(upsample, sample_shape)
+    if problem:
+        raise QddValueError(problem)
+
+
+def _upsample_problem(upsample: Any, sample_shape: Sequence[int]) -> str | None:
+    if not isinstance(upsample, int) or isinstance(upsample, bool):
+        return f"upsample must be an integer, got {upsample!r}"
+    if not 1 <= upsample <= MAX_UPSAMPLE:
+        return f"upsample must be 1..{MAX_UPSAMPLE}, got {upsample}"
+    if upsample > 1 and len(sample_shape) < 3:
+        return ("upsample needs samples of 3 or more dims (channels, height, width), "
+                f"got shape {tuple(sample_shape)}")
+    if math.prod(output_shape(sample_shape, upsample)) > MAX_COUNT:
+        return "upsampled samples are too large"
+    return None
 
 
 def _check_class_names(names: Sequence[Any], error: type[Exception]) -> None:
@@ -307,6 +353,10 @@ def header_crc(prefix: bytes) -> int:
     return PREFIX.unpack(prefix[:PREFIX_SIZE])[5]
 
 
+def required_features(prefix: bytes) -> int:
+    return PREFIX.unpack(prefix[:PREFIX_SIZE])[3]
+
+
 def parse_trailer(trailer: bytes, file_size: int) -> None:
     size, magic = TRAILER.unpack(trailer)
     if magic != END_MAGIC or size != file_size:
@@ -317,8 +367,11 @@ def parse_trailer(trailer: bytes, file_size: int) -> None:
         )
 
 
-def parse_header(raw: bytes, minor: int) -> Layout:
-    """Decode and validate a header against the v1 schema and the layout rules."""
+def parse_header(raw: bytes, minor: int, required: int = 0) -> Layout:
+    """Decode and validate a header against the v1 schema and the layout rules.
+
+    `required` is the prefix's required-feature word: a feature's header field and its
+    bit must agree."""
     try:
         # unpackb caps every string, array and map length by len(raw): no blow-up.
         header = msgpack.unpackb(raw, raw=False, strict_map_key=True, use_list=True)
@@ -364,6 +417,16 @@ def parse_header(raw: bytes, minor: int) -> Layout:
     _check_class_names(classes, QddHeaderError)
     if not isinstance(meta, dict):
         raise QddHeaderError("header field 'meta' must be a map")
+    upsample = header.get("upsample", 1)
+    if "upsample" in header and upsample == 1:
+        raise QddHeaderError("header field 'upsample' must be left out when it is 1")
+    problem = _upsample_problem(upsample, shape)
+    if problem:
+        raise QddHeaderError(problem)
+    if (upsample != 1) != bool(required & FEATURE_UPSAMPLE):
+        raise QddHeaderError(
+            "header field 'upsample' and required-feature bit 0 disagree: the file is damaged"
+        )
 
     denorm = None
     if denorm_raw is not None:
@@ -381,7 +444,7 @@ def parse_header(raw: bytes, minor: int) -> Layout:
     layout = Layout(
         n=n, sample_shape=tuple(shape), bits=bits, group=group, codebook_dtype=cb_dtype,
         class_names=tuple(classes), denorm=denorm, sections=sections, header_len=len(raw),
-        minor=minor, meta=meta,
+        minor=minor, meta=meta, upsample=upsample,
     )
     _check_section_lengths(layout)
     return layout
@@ -445,15 +508,20 @@ def encoded_size(
     provenance: Mapping[str, Any] | None = None,
     soft_labels: bool = False,
     meta: Mapping[str, Any] | None = None,
+    upsample: int = 1,
 ) -> int:
-    """Exact size in bytes of the `.qdd` file `write_qdd` produces for these arguments."""
+    """Exact size in bytes of the `.qdd` file `write_qdd` produces for these arguments.
+
+    `sample_shape` is the stored shape (before `upsample`)."""
     sample_shape = tuple(int(d) for d in sample_shape)
-    check_write_args(n, sample_shape, bits, group, codebook_dtype, class_names, denorm)
+    check_write_args(n, sample_shape, bits, group, codebook_dtype, class_names, denorm,
+                     upsample)
     lengths = section_plan(n, sample_shape, bits, group, codebook_dtype, class_names,
                            provenance_bytes(provenance), soft_labels)
     header = build_header(
         n=n, sample_shape=sample_shape, bits=bits, group=group, codebook_dtype=codebook_dtype,
         class_names=class_names, denorm=denorm, section_lengths=lengths, meta=meta,
+        upsample=upsample,
     )
     return PREFIX_SIZE + len(header) + sum(length for _, length in lengths) + TRAILER_SIZE
 
@@ -498,13 +566,14 @@ def max_samples_per_class(
     provenance: Mapping[str, Any] | None = None,
     soft_labels: bool = False,
     meta: Mapping[str, Any] | None = None,
+    upsample: int = 1,
 ) -> int:
     """Largest samples-per-class count whose file fits in `budget_bytes` (0 if none does)."""
     k = max(1, len(class_names))
 
     def size(ipc: int) -> int:
         return encoded_size(ipc * k, sample_shape, bits, group, class_names, codebook_dtype,
-                            denorm, provenance, soft_labels, meta)
+                            denorm, provenance, soft_labels, meta, upsample)
 
     if size(1) > budget_bytes:
         return 0

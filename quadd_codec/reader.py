@@ -37,6 +37,8 @@ from .layout import (
     parse_header,
     parse_prefix,
     parse_trailer,
+    required_features,
+    upsample_nearest,
 )
 
 #: Largest file read from a non-seekable stream unless the caller raises it.
@@ -111,7 +113,7 @@ class QddFile:
         header = view[PREFIX_SIZE : PREFIX_SIZE + header_len]
         if crc32c(header) != header_crc(bytes(view[:PREFIX_SIZE])):
             raise QddChecksumError("header checksum mismatch: the header is damaged")
-        layout = parse_header(bytes(header), minor)
+        layout = parse_header(bytes(header), minor, required_features(bytes(view[:PREFIX_SIZE])))
         if layout.file_size != size:
             raise QddTruncatedError(
                 f"file is {size} bytes but its sections need {layout.file_size}: "
@@ -230,7 +232,18 @@ class QddFile:
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
+        """Shape of one decoded sample (after upsampling, if the file uses it)."""
+        return self.layout.output_shape
+
+    @property
+    def stored_shape(self) -> tuple[int, ...]:
+        """Shape of one sample as stored: what the codes and codebooks describe."""
         return self.layout.sample_shape
+
+    @property
+    def upsample(self) -> int:
+        """Integer factor by which stored samples are upsampled on decoding (1: none)."""
+        return self.layout.upsample
 
     @property
     def bits(self) -> int:
@@ -303,7 +316,7 @@ class QddFile:
         return codes[ids]
 
     def indices(self, key: int | slice | Iterable[int] | np.ndarray) -> np.ndarray:
-        """Level indices (uint8, shape (m, *sample_shape)) of the selected samples."""
+        """Level indices (uint8, shape (m, *stored_shape)) of the selected samples."""
         from .bitpack import unpack_rows
 
         lay = self.layout
@@ -318,7 +331,8 @@ class QddFile:
         """Decoded float32 samples, shape (m, *sample_shape) (or one sample for an int key).
 
         With `denormalize`, values are mapped to the source value space with the file's
-        per-channel scale and offset (float32 multiply, then float32 add).
+        per-channel scale and offset (float32 multiply, then float32 add). A file stored
+        at reduced resolution is upsampled last, by repeating each value.
         """
         lay = self.layout
         ids = self._ids(key)
@@ -338,7 +352,7 @@ class QddFile:
             denormalize = denormalize and not fold
         if denormalize and lay.denorm is not None:
             out = self._denormalize(out)
-        out = out.reshape((ids.size, *lay.sample_shape))
+        out = upsample_nearest(out.reshape((ids.size, *lay.sample_shape)), lay.upsample)
         return out[0] if isinstance(key, (int, np.integer)) else out
 
     def _denormalize(self, out: np.ndarray) -> np.ndarray:
@@ -357,7 +371,7 @@ class QddFile:
     def read_all(self, denormalize: bool = False) -> np.ndarray:
         """Every sample decoded, in chunks so temporaries stay small."""
         lay = self.layout
-        out = np.empty((lay.n, *lay.sample_shape), dtype=np.float32)
+        out = np.empty((lay.n, *lay.output_shape), dtype=np.float32)
         for start in range(0, lay.n, _READ_CHUNK):
             stop = min(lay.n, start + _READ_CHUNK)
             out[start:stop] = self.read(slice(start, stop), denormalize)
@@ -398,8 +412,9 @@ class QddFile:
 
     def __repr__(self) -> str:
         where = self.path or "<memory>"
+        up = f", upsample={self.upsample}" if self.upsample != 1 else ""
         return (f"QddFile({where!r}, n={self.n}, shape={self.sample_shape}, bits={self.bits}, "
-                f"group={self.group!r}, classes={self.num_classes})")
+                f"group={self.group!r}, classes={self.num_classes}{up})")
 
 
 def _read_exact(stream: BinaryIO, size: int, what: str) -> bytes:
@@ -421,7 +436,7 @@ def _read_stream(stream: BinaryIO, limit: int) -> bytes:
     header = _read_exact(stream, header_len, "header")
     if crc32c(header) != header_crc(prefix):
         raise QddChecksumError("header checksum mismatch: the header is damaged")
-    layout = parse_header(header, minor)
+    layout = parse_header(header, minor, required_features(prefix))
     if layout.file_size > limit:
         raise QddLayoutError(
             f"stream declares a {layout.file_size}-byte file, over the {limit}-byte limit"

@@ -15,10 +15,12 @@ from .crc import crc32c
 from .errors import QddValueError
 from .layout import (
     CODEBOOK_DTYPES,
+    FEATURE_UPSAMPLE,
     MINOR,
     PREFIX_SIZE,
     RAW_BITS,
     TRAILER_SIZE,
+    UPSAMPLE_MINOR,
     Denorm,
     build_header,
     check_write_args,
@@ -46,19 +48,23 @@ def encode_qdd(
     soft_labels: np.ndarray | None = None,
     meta: Mapping[str, Any] | None = None,
     progress: Any = None,
+    upsample: int = 1,
 ) -> list[bytes | memoryview]:
     """Build a whole `.qdd` file as a list of byte chunks (concatenated, they are the file).
 
     `codes` is uint8 (n, *sample_shape) with values < 2**bits, or for bits=32 the float32
     samples themselves (then `levels` is None). `levels` is (G, 2**bits), rows sorted.
     `progress`, if given, is called with the number of samples packed in each step.
+    `upsample` > 1 marks the samples as stored at reduced resolution: readers decode
+    each to `(C, H * upsample, W * upsample)` by repeating values (FORMAT.md 6a).
     """
     codes = np.asarray(codes)
     if codes.ndim < 2:
         raise QddValueError(f"codes must be (n, *sample_shape), got shape {codes.shape}")
     n, sample_shape = codes.shape[0], tuple(int(d) for d in codes.shape[1:])
     class_names = [str(c) for c in class_names]
-    check_write_args(n, sample_shape, bits, group, codebook_dtype, class_names, denorm)
+    check_write_args(n, sample_shape, bits, group, codebook_dtype, class_names, denorm,
+                     upsample)
 
     codebook_bytes = _codebook_bytes(levels, bits, group, n, sample_shape, codebook_dtype)
     code_chunks = _code_chunks(codes, bits, progress)
@@ -84,7 +90,7 @@ def encode_qdd(
     return assemble_qdd(
         [(name, payloads[name]) for name, _ in plan], n=n, sample_shape=sample_shape,
         bits=bits, group=group, codebook_dtype=codebook_dtype, class_names=class_names,
-        denorm=denorm, meta=meta,
+        denorm=denorm, meta=meta, upsample=upsample,
     )
 
 
@@ -100,6 +106,7 @@ def assemble_qdd(
     denorm: Denorm | None,
     meta: Mapping[str, Any] | None = None,
     minor: int = MINOR,
+    upsample: int = 1,
 ) -> list[bytes | memoryview]:
     """Frame ready section payloads (name, byte chunks) with prefix, header and trailer.
 
@@ -117,9 +124,15 @@ def assemble_qdd(
     header = build_header(
         n=n, sample_shape=sample_shape, bits=bits, group=group, codebook_dtype=codebook_dtype,
         class_names=class_names, denorm=denorm, section_lengths=lengths, crcs=crcs, meta=meta,
+        upsample=upsample,
     )
     total = PREFIX_SIZE + len(header) + sum(length for _, length in lengths) + TRAILER_SIZE
-    out: list[bytes | memoryview] = [pack_prefix(header, crc32c(header), minor), header]
+    # A file without the feature stays a 1.0 file, byte for byte what 1.0 writers made.
+    required = FEATURE_UPSAMPLE if upsample != 1 else 0
+    if required:
+        minor = max(minor, UPSAMPLE_MINOR)
+    out: list[bytes | memoryview] = [pack_prefix(header, crc32c(header), minor, required),
+                                     header]
     for _, chunks in sections:
         out.extend(chunks)
     out.append(pack_trailer(total))
@@ -209,14 +222,14 @@ def write_qdd(path: str | os.PathLike, codes: np.ndarray, levels: np.ndarray | N
               denorm: Denorm | None = None, codebook_dtype: str = "f4",
               provenance: Mapping[str, Any] | None = None,
               soft_labels: np.ndarray | None = None, meta: Mapping[str, Any] | None = None,
-              progress: Any = None) -> int:
+              progress: Any = None, upsample: int = 1) -> int:
     """Encode and write a `.qdd` file atomically; returns its size in bytes.
 
     The bytes go to a temporary file beside `path`, are flushed to disk, then renamed
     over `path`: a crash or an error leaves either the old file or none, never half a file.
     """
     chunks = encode_qdd(codes, levels, labels, bits, group, class_names, denorm,
-                        codebook_dtype, provenance, soft_labels, meta, progress)
+                        codebook_dtype, provenance, soft_labels, meta, progress, upsample)
     return atomic_write(path, chunks)
 
 

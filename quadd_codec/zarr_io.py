@@ -80,6 +80,7 @@ def export_zarr(
             "qdd_version": [MAJOR, lay.minor],
             "n": lay.n,
             "sample_shape": list(lay.sample_shape),
+            "upsample": lay.upsample,
             "bits": lay.bits,
             "group": lay.group,
             "codebook_dtype": lay.codebook_dtype,
@@ -154,6 +155,7 @@ class QddArrays:
     meta: dict[str, Any] = field(default_factory=dict)
     minor: int = 0
     extra_sections: list[tuple[str, bytes]] = field(default_factory=list)
+    upsample: int = 1
 
     @property
     def n(self) -> int:
@@ -169,7 +171,7 @@ class QddArrays:
     def to_chunks(self) -> list[bytes]:
         """The `.qdd` file these arrays describe, as byte chunks."""
         check_write_args(self.n, self.sample_shape, self.bits, self.group, self.codebook_dtype,
-                         self.class_names, self.denorm)
+                         self.class_names, self.denorm, self.upsample)
         if self.bits == RAW_BITS:
             codebooks = b""
         else:
@@ -187,7 +189,7 @@ class QddArrays:
             [(name, [data]) for name, data in payloads], n=self.n,
             sample_shape=self.sample_shape, bits=self.bits, group=self.group,
             codebook_dtype=self.codebook_dtype, class_names=self.class_names,
-            denorm=self.denorm, meta=self.meta, minor=self.minor,
+            denorm=self.denorm, meta=self.meta, minor=self.minor, upsample=self.upsample,
         )
 
 
@@ -227,7 +229,7 @@ def import_zarr(store_path: str | os.PathLike) -> QddArrays:
             group=grp, codebook_dtype=str(attrs.get("codebook_dtype", "f4")),
             class_names=[str(c) for c in attrs.get("classes", [])], denorm=denorm,
             meta=dict(attrs.get("meta") or {}), minor=int(attrs.get("qdd_version", [1, 0])[1]),
-            extra_sections=extras,
+            extra_sections=extras, upsample=int(attrs.get("upsample", 1)),
         )
     except QddValueError:
         raise

@@ -87,6 +87,9 @@ class DistillConfig:
     # Iterations run unquantized before the quantizer is fitted to the samples and
     # switched on (0: quantized from the start).
     quant_warmup: int = 0
+    # Store samples this many times smaller per side; readers upsample them by
+    # repetition (FORMAT.md 7a), so about upsample**2 times as many fit the budget.
+    upsample: int = 1
     checkpoint_every: int = 0  # 0 disables checkpoints
     checkpoint_path: str | None = None  # default: "<out>.ckpt"
     resume: bool = False
@@ -122,6 +125,8 @@ class DistillConfig:
             raise ValueError("quant_warmup must be >= 0")
         if self.ipc is not None and self.ipc < 1:
             raise ValueError("ipc must be >= 1")
+        if not 1 <= self.upsample <= 16:
+            raise ValueError(f"upsample must be 1..16, got {self.upsample}")
 
     @property
     def file_bits(self) -> int:
@@ -202,6 +207,7 @@ class FileLayout:
     codebook_dtype: str
     denorm: Denorm
     provenance: dict[str, Any]
+    upsample: int = 1  # sample_shape is the stored shape; readers enlarge it this much
 
     def max_ipc(self, budget_bytes: int) -> int:
         """Samples per class that fit ``budget_bytes`` (0 when not even one does)."""
@@ -214,6 +220,7 @@ class FileLayout:
             codebook_dtype=self.codebook_dtype,
             denorm=self.denorm,
             provenance=self.provenance,
+            upsample=self.upsample,
         )
 
     def size(self, n: int) -> int:
@@ -227,7 +234,23 @@ class FileLayout:
             self.codebook_dtype,
             self.denorm,
             self.provenance,
+            upsample=self.upsample,
         )
+
+
+def stored_shape(sample_shape: tuple[int, ...], upsample: int) -> tuple[int, ...]:
+    """The per-sample shape a file stores when readers upsample it by ``upsample``."""
+    if upsample == 1:
+        return sample_shape
+    if len(sample_shape) != 3:
+        raise ValueError(f"upsample needs image samples (C, H, W), got shape {sample_shape}")
+    c, h, w = sample_shape
+    if h % upsample or w % upsample:
+        raise ValueError(
+            f"upsample {upsample} must divide the image size {h}x{w}; try a divisor of "
+            f"{h if h == w else f'{h} and {w}'}"
+        )
+    return (c, h // upsample, w // upsample)
 
 
 def plan_ipc(budget_bytes: int, layout: FileLayout) -> int:
@@ -290,17 +313,20 @@ def file_layout(config: DistillConfig, bundle: Any) -> FileLayout:
         group=config.group,
         iterations=config.iterations,
         seed=config.seed,
+        upsample=config.upsample if config.upsample != 1 else None,
     )
     # Post-quantization keeps QuADD's sample count (that is the baseline's point): the
     # count comes from the *file* bit width, which for it is `bits`, not 32.
     return FileLayout(
         class_names=list(bundle.class_names),
-        sample_shape=tuple(int(d) for d in bundle.x_train.shape[1:]),
+        sample_shape=stored_shape(tuple(int(d) for d in bundle.x_train.shape[1:]),
+                                  config.upsample),
         bits=config.file_bits,
         group=config.group,
         codebook_dtype=config.codebook_dtype,
         denorm=_denorm(bundle),
         provenance=provenance,
+        upsample=config.upsample,
     )
 
 
@@ -367,7 +393,8 @@ def distill(
         torch.manual_seed(config.seed)
         x_real = bundle.normalize(bundle.x_train.float())
         y_real = bundle.y_train.long()
-        syn = SyntheticSet.from_real(x_real, y_real, num_classes, ipc, config.seed).to(device)
+        syn = SyntheticSet.from_real(x_real, y_real, num_classes, ipc, config.seed,
+                                     upsample=config.upsample).to(device)
         quant = make_quantizer(
             config.train_quantizer,
             config.bits,
@@ -389,10 +416,11 @@ def distill(
             if state.get("version") != _CKPT_VERSION:
                 raise ValueError(f"checkpoint {ckpt_path} has an unsupported version")
             if state["fingerprint"] != _fingerprint(config):
+                now = _fingerprint(config)
                 diff = sorted(
                     k
-                    for k in state["fingerprint"]
-                    if state["fingerprint"][k] != _fingerprint(config).get(k)
+                    for k in set(state["fingerprint"]) | set(now)
+                    if state["fingerprint"].get(k) != now.get(k)
                 )
                 raise ValueError(
                     f"checkpoint {ckpt_path} was made with different settings ({', '.join(diff)})"
@@ -458,7 +486,7 @@ def distill(
                     # Fit the levels to the samples as they are now, not as initialized.
                     quant.init_from(syn.data.detach())
                 syn_q = syn.data if warm else quant(syn.data)
-                loss = objective.loss(syn_q, syn.labels, rng)
+                loss = objective.loss(syn.expand(syn_q), syn.labels, rng)
                 opt_img.zero_grad(set_to_none=True)
                 if opt_q is not None:
                     opt_q.zero_grad(set_to_none=True)
@@ -502,6 +530,7 @@ def distill(
         denorm=denorm,
         codebook_dtype=config.codebook_dtype,
         provenance=provenance,
+        upsample=config.upsample,
     )
     size = _check_written(out_path, config.budget_bytes, layout.size(n))
     assert written == size
@@ -530,8 +559,12 @@ def subset(
     codebook: str = "uniform",
     group: str = "channel",
     codebook_dtype: str = "f4",
+    upsample: int = 1,
 ) -> SubsetResult:
     """Random-real-subset baseline: the most samples per class that fit at ``bits``.
+
+    With ``upsample > 1`` each real sample is stored block-averaged, ``upsample`` times
+    smaller per side (the same storage as ``distill --upsample``).
 
     ``bits=32`` stores raw float32. A class smaller than the affordable count
     contributes all its samples (no duplicates: a real subset has nothing to gain
@@ -543,15 +576,19 @@ def subset(
         raise ValueError(f"bits must be in 1..8 or 32, got {bits}")
     if group not in GROUPS:
         raise ValueError(f"unknown group {group!r}; expected one of {GROUPS}")
+    if not 1 <= upsample <= 16:
+        raise ValueError(f"upsample must be 1..16, got {upsample}")
     layout = FileLayout(
         class_names=list(bundle.class_names),
-        sample_shape=tuple(int(d) for d in bundle.x_train.shape[1:]),
+        sample_shape=stored_shape(tuple(int(d) for d in bundle.x_train.shape[1:]), upsample),
         bits=bits,
         group=group,
         codebook_dtype=codebook_dtype,
         denorm=_denorm(bundle),
         provenance=_provenance("subset", dataset=bundle.name, bits=bits, group=group,
-                               seed=seed, codebook=codebook if bits != 32 else None),
+                               seed=seed, codebook=codebook if bits != 32 else None,
+                               upsample=upsample if upsample != 1 else None),
+        upsample=upsample,
     )
     class_names, num_classes = layout.class_names, len(layout.class_names)
     ipc = plan_ipc(budget_bytes, layout)
@@ -560,13 +597,15 @@ def subset(
     picks = [rng.permutation(np.flatnonzero(labels_np == c))[:ipc] for c in range(num_classes)]
     idx = np.concatenate(picks).astype(np.int64)
     labels = labels_np[idx].astype(np.int64)
-    x = bundle.normalize(bundle.x_train[torch.from_numpy(idx)].float()).cpu().numpy()
-    x = np.ascontiguousarray(x, dtype=np.float32)
+    x = bundle.normalize(bundle.x_train[torch.from_numpy(idx)].float())
+    if upsample > 1:
+        x = torch.nn.functional.avg_pool2d(x, upsample)
+    x = np.ascontiguousarray(x.cpu().numpy(), dtype=np.float32)
     if bits == 32:
         codes, levels = x, None
     else:
         codes, levels = quantize_array(x, bits, codebook, group)
     write_qdd(out_path, codes, levels, labels, bits, group, class_names, denorm=layout.denorm,
-              codebook_dtype=codebook_dtype, provenance=layout.provenance)
+              codebook_dtype=codebook_dtype, provenance=layout.provenance, upsample=upsample)
     size = _check_written(out_path, budget_bytes, layout.size(len(idx)))
     return SubsetResult(out_path, ipc, len(idx), bits, size, budget_bytes)

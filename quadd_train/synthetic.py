@@ -3,12 +3,17 @@
 Samples live in the dataset's *normalized* space (what the networks see); the writer
 stores them there and records ``Denorm(scale=std, offset=mean)`` so decoding recovers
 ``[0, 1]`` pixels.
+
+With ``upsample = f > 1`` the parameters are images ``f`` times smaller on each side;
+``expand`` repeats every value into an ``f x f`` block, exactly what a reader does for a
+file with the ``upsample`` feature, so a budget holds about ``f**2`` as many samples.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = ["SyntheticSet", "sample_real_indices"]
@@ -41,24 +46,42 @@ def sample_real_indices(
 class SyntheticSet(nn.Module):
     """``ipc`` learnable samples per class, class-major (labels ``0,0,..,1,1,..``)."""
 
-    def __init__(self, data: Tensor, labels: Tensor, num_classes: int) -> None:
+    def __init__(
+        self, data: Tensor, labels: Tensor, num_classes: int, upsample: int = 1
+    ) -> None:
         super().__init__()
         self.data = nn.Parameter(data.detach().float().clone())
         self.register_buffer("labels", labels.detach().long().clone())
         self.num_classes = int(num_classes)
+        self.upsample = int(upsample)
 
     @classmethod
     def from_real(
-        cls, x_norm: Tensor, y: Tensor, num_classes: int, ipc: int, seed: int
+        cls, x_norm: Tensor, y: Tensor, num_classes: int, ipc: int, seed: int,
+        upsample: int = 1,
     ) -> SyntheticSet:
-        """Initialize from random real samples (``x_norm`` already normalized)."""
+        """Initialize from random real samples (``x_norm`` already normalized).
+
+        With ``upsample > 1`` each sample starts as the block average of a real one:
+        the stored image whose block-repeated expansion is closest to it in L2.
+        """
         if ipc < 1:
             raise ValueError(f"ipc must be >= 1, got {ipc}")
         rng = np.random.default_rng([int(seed), 0x5EED])
         idx = sample_real_indices(y.cpu().numpy(), num_classes, ipc, rng)
         flat = torch.from_numpy(np.concatenate(idx)).long()
         labels = torch.arange(num_classes).repeat_interleave(ipc)
-        return cls(x_norm[flat], labels, num_classes)
+        x = x_norm[flat].float()
+        if upsample > 1:
+            x = F.avg_pool2d(x, upsample)
+        return cls(x, labels, num_classes, upsample)
+
+    def expand(self, x: Tensor) -> Tensor:
+        """Samples as the networks see them: stored-size ``x`` upsampled by repetition."""
+        if self.upsample == 1:
+            return x
+        f = self.upsample
+        return x.repeat_interleave(f, dim=-2).repeat_interleave(f, dim=-1)
 
     @property
     def ipc(self) -> int:

@@ -110,6 +110,10 @@ def specs() -> list[dict[str, Any]]:
     out.append(dict(name="raw_f32", description="raw float32 (bits 32): -0.0, subnormal, max",
                     codes=raw, levels=None, bits=32, group="tensor", classes=["a", "b", "c"],
                     labels=np.array([0, 1, 2]), codebook=None, cb_dtype="f4"))
+    quantized("channel_2bit_upsample2",
+              "2-bit per-channel stored (2,2,3), upsample 2: decodes to (2,4,6) (feature bit 0)",
+              rng.normal(size=(3, 2, 2, 3)), 2, "channel", ["a", "b"], np.array([1, 0, 1]),
+              denorm=Denorm([0.5, 0.25], [0.5, 0.125]), upsample=2)
     return out
 
 
@@ -121,12 +125,16 @@ def main(out_dir: Path) -> None:
         denorm = spec.get("denorm")
         chunks = encode_qdd(spec["codes"], spec["levels"], spec["labels"], spec["bits"],
                             spec["group"], spec["classes"], denorm, spec["cb_dtype"],
-                            spec.get("provenance"), spec.get("soft_labels"), spec.get("meta"))
+                            spec.get("provenance"), spec.get("soft_labels"), spec.get("meta"),
+                            upsample=spec.get("upsample", 1))
         data = b"".join(bytes(c) for c in chunks)
         if spec["bits"] == 32:
             decoded = spec["codes"].astype(np.float32)
         else:
             decoded = reference_decode(spec["codes"], spec["levels"], spec["group"])
+        up = spec.get("upsample", 1)
+        if up != 1:  # section 7a: each stored value repeated into an up x up block
+            decoded = decoded.repeat(up, axis=-2).repeat(up, axis=-1)
         arrays = {"codes": spec["codes"], "levels": spec["levels"], "decoded": decoded,
                   "labels": None if spec["labels"] is None else spec["labels"].astype(np.int64),
                   "soft_labels": spec.get("soft_labels"),
@@ -150,6 +158,7 @@ def main(out_dir: Path) -> None:
             "shape": [int(d) for d in spec["codes"].shape[1:]],
             "denorm": None if denorm is None else [list(denorm.scale), list(denorm.offset)],
             "provenance": spec.get("provenance"), "meta": spec.get("meta"),
+            **({"upsample": up} if up != 1 else {}),
         })
         print(f"{name:28s} {len(data):6d} bytes")
     # One vector a line: readable diffs, and the 1000 class names stay on one line.

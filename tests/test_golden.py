@@ -57,8 +57,10 @@ def test_decodes_to_committed_arrays(name):
     labels = load(name, "labels")
     for source in (path, path.read_bytes(), io.BytesIO(path.read_bytes())):
         with QddFile(source, verify=True) as f:
-            assert (f.n, list(f.sample_shape), f.bits, f.group) == (
+            assert (f.n, list(f.stored_shape), f.bits, f.group) == (
                 spec["n"], spec["shape"], spec["bits"], spec["group"])
+            assert f.upsample == spec.get("upsample", 1)
+            assert f.sample_shape == decoded.shape[1:]
             assert f.layout.codebook_dtype == spec["cb_dtype"]
             assert f.class_names == spec["classes"]
             assert same_bits(f.read_all(), decoded)
@@ -92,7 +94,8 @@ def test_reencoding_gives_the_same_bytes(name):
     denorm = None if spec["denorm"] is None else Denorm(*spec["denorm"])
     chunks = encode_qdd(load(name, "codes"), load(name, "levels"), load(name, "labels"),
                         spec["bits"], spec["group"], spec["classes"], denorm, spec["cb_dtype"],
-                        spec["provenance"], load(name, "soft_labels"), spec["meta"])
+                        spec["provenance"], load(name, "soft_labels"), spec["meta"],
+                        upsample=spec.get("upsample", 1))
     assert b"".join(bytes(c) for c in chunks) == (VECTORS / f"{name}.qdd").read_bytes()
 
 
@@ -130,7 +133,7 @@ def read_stream(data: bytes, count: int, bits: int) -> list[int]:
 
 def spec_decode(data: bytes):
     sig, major, _minor, features, header_len, header_crc = struct.unpack("<8sHHIII", data[:24])
-    assert sig == b"\x89QDD\r\n\x1a\n" and major == 1 and features == 0
+    assert sig == b"\x89QDD\r\n\x1a\n" and major == 1 and features in (0, 1)
     raw = data[24 : 24 + header_len]
     assert crc32c_reference(raw) == header_crc
     h = msgpack.unpackb(raw, raw=False)
@@ -165,6 +168,12 @@ def spec_decode(data: bytes):
                 g = {"tensor": 0, "channel": ch, "sample-channel": sample * c + ch}[h["group"]]
                 values[sample, i] = levels[g, q]
         values = values.reshape(n, *shape)
+    f = h.get("upsample", 1)
+    assert (f != 1) == (features == 1) and (f == 1 or (2 <= f <= 16 and _minor == 1))
+    if f != 1:  # FORMAT.md 7a: out[..., i, j] = stored[..., i // f, j // f]
+        rows = np.arange(shape[-2] * f) // f
+        cols = np.arange(shape[-1] * f) // f
+        values = values[..., rows[:, None], cols[None, :]]
     labels = None
     if k == 1:
         labels = np.zeros(n, np.int64)

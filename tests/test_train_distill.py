@@ -221,3 +221,59 @@ def test_cli_plan_matches_the_written_file(tmp_path):
     bad = runner.invoke(main, ["plan", "--budget", "1KiB", "--dataset", "no-such-set"])
     assert bad.exit_code == 1 and "Traceback" not in bad.output
     assert bad.stderr.startswith("quadd: error:")
+
+
+def test_upsample_stores_smaller_samples_and_more_of_them(tmp_path, digits):
+    """--upsample 2 stores 4x4 digits that decode to 8x8: the file holds exactly the
+    quantized low-resolution samples, repeated into 2x2 blocks, and fits more per class."""
+    full = distill(_cfg(ipc=None, iterations=1), digits, tmp_path / "f.qdd", progress=False)
+    out, ckpt = tmp_path / "u.qdd", tmp_path / "u.ckpt"
+    res = distill(_cfg(ipc=None, iterations=3, upsample=2, checkpoint_every=3,
+                       checkpoint_path=str(ckpt)), digits, out, progress=False)
+    assert res.ipc > 3 * full.ipc and res.file_bytes == out.stat().st_size <= BUDGET
+    f = QddFile(out)
+    assert (f.upsample, f.stored_shape, f.sample_shape) == (2, (1, 4, 4), (1, 8, 8))
+    state = torch.load(ckpt, weights_only=False)
+    syn = SyntheticSet(torch.zeros(res.n, 1, 4, 4), torch.zeros(res.n, dtype=torch.long), 10,
+                       upsample=2)
+    syn.load_state_dict(state["synthetic"])
+    q = make_quantizer("uniform", 2, "channel", num_samples=res.n, num_channels=1)
+    q.load_state_dict(state["quantizer"])
+    with torch.no_grad():
+        expect = syn.expand(q(syn.data)).numpy()
+    assert expect.shape == (res.n, 1, 8, 8)
+    assert np.array_equal(f.read_all().view(np.uint32), expect.view(np.uint32))
+    # The evaluation protocol trains from the file at the dataset's own size.
+    from quadd_train.evaluate import evaluate_qdd
+
+    ev = evaluate_qdd(out, digits, runs=1, epochs=1, progress=False)
+    assert ev["num_samples"] == res.n and 0 <= ev["accuracy"] <= 100
+
+
+def test_upsample_subset_is_block_averaged(tmp_path, digits):
+    res = subset(digits, BUDGET, 32, 0, tmp_path / "s.qdd", upsample=2)
+    f = QddFile(tmp_path / "s.qdd")
+    assert f.bits == 32 and f.sample_shape == (1, 8, 8) and res.file_bytes <= BUDGET
+    x = f.read_all(denormalize=True)
+    # Every 2x2 block is one value: the mean of the real pixels it replaced.
+    assert np.array_equal(x[..., ::2, ::2], x[..., 1::2, 1::2])
+    assert abs(float(x.mean()) - float(digits.x_train.float().mean())) < 0.05
+
+
+def test_upsample_must_divide_the_image(tmp_path, digits):
+    with pytest.raises(ValueError, match="must divide the image size 8x8"):
+        distill(_cfg(upsample=3), digits, tmp_path / "x.qdd", progress=False)
+    from click.testing import CliRunner
+
+    from quadd_cli.main import main
+
+    res = CliRunner().invoke(main, ["distill", "--budget", "4KiB", "--upsample", "3",
+                                    "-o", str(tmp_path / "x.qdd")])
+    assert res.exit_code == 1 and "must divide" in res.stderr and "Traceback" not in res.output
+    assert not (tmp_path / "x.qdd").exists()
+    res = CliRunner().invoke(main, ["plan", "--budget", "4KiB", "--upsample", "2", "--json"])
+    assert res.exit_code == 0, res.output
+    rows = {r["bits"]: r for r in map(json.loads, res.stdout.splitlines())}
+    full = CliRunner().invoke(main, ["plan", "--budget", "4KiB", "--json"])
+    rows_full = {r["bits"]: r for r in map(json.loads, full.stdout.splitlines())}
+    assert rows[2]["ipc"] > 3 * rows_full[2]["ipc"]
