@@ -415,13 +415,11 @@ def distill(
             state = torch.load(ckpt_path, map_location=device, weights_only=False)
             if state.get("version") != _CKPT_VERSION:
                 raise ValueError(f"checkpoint {ckpt_path} has an unsupported version")
-            if state["fingerprint"] != _fingerprint(config):
-                now = _fingerprint(config)
-                diff = sorted(
-                    k
-                    for k in set(state["fingerprint"]) | set(now)
-                    if state["fingerprint"].get(k) != now.get(k)
-                )
+            # A setting added since the checkpoint was written counts at its default.
+            then = {**_fingerprint(DistillConfig()), **state["fingerprint"]}
+            now = _fingerprint(config)
+            if then != now:
+                diff = sorted(k for k in set(then) | set(now) if then.get(k) != now.get(k))
                 raise ValueError(
                     f"checkpoint {ckpt_path} was made with different settings ({', '.join(diff)})"
                 )

@@ -277,3 +277,19 @@ def test_upsample_must_divide_the_image(tmp_path, digits):
     full = CliRunner().invoke(main, ["plan", "--budget", "4KiB", "--json"])
     rows_full = {r["bits"]: r for r in map(json.loads, full.stdout.splitlines())}
     assert rows[2]["ipc"] > 3 * rows_full[2]["ipc"]
+
+
+def test_checkpoint_from_before_a_new_setting_still_resumes(tmp_path, digits):
+    """A checkpoint written before `upsample` existed has no such key: it counts as 1."""
+    ckpt = tmp_path / "old.ckpt"
+    cfg = _cfg(iterations=2, checkpoint_every=2, checkpoint_path=str(ckpt))
+    distill(cfg, digits, tmp_path / "a.qdd", progress=False)
+    state = torch.load(ckpt, weights_only=False)
+    del state["fingerprint"]["upsample"]
+    torch.save(state, ckpt)
+    res = distill(_cfg(iterations=4, checkpoint_path=str(ckpt), resume=True), digits,
+                  tmp_path / "b.qdd", progress=False)
+    assert res.resumed_from == 2
+    with pytest.raises(ValueError, match=r"different settings \(upsample\)"):
+        distill(_cfg(iterations=4, checkpoint_path=str(ckpt), resume=True, upsample=2),
+                digits, tmp_path / "c.qdd", progress=False)
