@@ -226,7 +226,7 @@ def report(paths: list[str]) -> str:
                 kind += f" ({r['post_codebook']} codebook)"
             if r.get("upsample", 1) != 1:
                 kind += f", stored 1/{r['upsample']} per side"
-            if r.get("quant_warmup", 0):
+            if r.get("quant_warmup", 0) and r["kind"] == "quadd":
                 kind += f", warm-up {r['quant_warmup']}"
             quant = r.get("quantizer", "-") if r["kind"] == "quadd" else "-"
             its = r.get("iterations") or "-"
