@@ -31,7 +31,7 @@ from .errors import (
 SIGNATURE = b"\x89QDD\r\n\x1a\n"
 MAJOR = 1
 MINOR = 0
-#: Minor version of files that use the `upsample` feature (section 6a of FORMAT.md).
+#: Minor version of files that use the `upsample` feature (section 7a of FORMAT.md).
 UPSAMPLE_MINOR = 1
 #: Required-feature bit 0: samples are stored at reduced resolution (header `upsample`).
 FEATURE_UPSAMPLE = 1
@@ -318,9 +318,10 @@ def _check_class_names(names: Sequence[Any], error: type[Exception]) -> None:
 # --------------------------------------------------------------------------- reading
 
 
-def parse_prefix(prefix: bytes, file_size: int | None) -> tuple[int, int]:
-    """Validate the 24-byte prefix; returns (minor, header_len), plus the header CRC check
-    is left to the caller. `file_size` is None for streams of unknown length."""
+def parse_prefix(prefix: bytes, file_size: int | None) -> tuple[int, int, int]:
+    """Validate the 24-byte prefix; returns (minor, header_len, required features). The
+    header CRC check is left to the caller. `file_size` is None for streams of unknown
+    length."""
     if len(prefix) < len(SIGNATURE) or prefix[: len(SIGNATURE)] != SIGNATURE:
         if SIGNATURE.startswith(bytes(prefix[: len(SIGNATURE)])) and len(prefix) < len(SIGNATURE):
             raise QddTruncatedError(f"file is truncated: {len(prefix)} bytes, no full signature")
@@ -339,7 +340,7 @@ def parse_prefix(prefix: bytes, file_size: int | None) -> tuple[int, int]:
         raise QddTruncatedError(
             f"file is truncated: header of {header_len} bytes doesn't fit in {file_size} bytes"
         )
-    return minor, header_len
+    return minor, header_len, required
 
 
 def _signature_hint(head: bytes) -> str:
@@ -351,10 +352,6 @@ def _signature_hint(head: bytes) -> str:
 
 def header_crc(prefix: bytes) -> int:
     return PREFIX.unpack(prefix[:PREFIX_SIZE])[5]
-
-
-def required_features(prefix: bytes) -> int:
-    return PREFIX.unpack(prefix[:PREFIX_SIZE])[3]
 
 
 def parse_trailer(trailer: bytes, file_size: int) -> None:

@@ -37,7 +37,6 @@ from .layout import (
     parse_header,
     parse_prefix,
     parse_trailer,
-    required_features,
     upsample_nearest,
 )
 
@@ -109,11 +108,11 @@ class QddFile:
     def _setup(self, buf: Any, verify: bool) -> None:
         view = memoryview(buf)
         size = len(view)
-        minor, header_len = parse_prefix(bytes(view[:PREFIX_SIZE]), size)
+        minor, header_len, required = parse_prefix(bytes(view[:PREFIX_SIZE]), size)
         header = view[PREFIX_SIZE : PREFIX_SIZE + header_len]
         if crc32c(header) != header_crc(bytes(view[:PREFIX_SIZE])):
             raise QddChecksumError("header checksum mismatch: the header is damaged")
-        layout = parse_header(bytes(header), minor, required_features(bytes(view[:PREFIX_SIZE])))
+        layout = parse_header(bytes(header), minor, required)
         if layout.file_size != size:
             raise QddTruncatedError(
                 f"file is {size} bytes but its sections need {layout.file_size}: "
@@ -432,11 +431,11 @@ def _read_exact(stream: BinaryIO, size: int, what: str) -> bytes:
 def _read_stream(stream: BinaryIO, limit: int) -> bytes:
     """Read one `.qdd` from a non-seekable stream, validating sizes before reading on."""
     prefix = _read_prefix(stream)
-    minor, header_len = parse_prefix(prefix, None)
+    minor, header_len, required = parse_prefix(prefix, None)
     header = _read_exact(stream, header_len, "header")
     if crc32c(header) != header_crc(prefix):
         raise QddChecksumError("header checksum mismatch: the header is damaged")
-    layout = parse_header(header, minor, required_features(prefix))
+    layout = parse_header(header, minor, required)
     if layout.file_size > limit:
         raise QddLayoutError(
             f"stream declares a {layout.file_size}-byte file, over the {limit}-byte limit"

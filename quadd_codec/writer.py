@@ -56,7 +56,7 @@ def encode_qdd(
     samples themselves (then `levels` is None). `levels` is (G, 2**bits), rows sorted.
     `progress`, if given, is called with the number of samples packed in each step.
     `upsample` > 1 marks the samples as stored at reduced resolution: readers decode
-    each to `(C, H * upsample, W * upsample)` by repeating values (FORMAT.md 6a).
+    each to `(C, H * upsample, W * upsample)` by repeating values (FORMAT.md 7a).
     """
     codes = np.asarray(codes)
     if codes.ndim < 2:

@@ -125,8 +125,6 @@ class DistillConfig:
             raise ValueError("quant_warmup must be >= 0")
         if self.ipc is not None and self.ipc < 1:
             raise ValueError("ipc must be >= 1")
-        if not 1 <= self.upsample <= 16:
-            raise ValueError(f"upsample must be 1..16, got {self.upsample}")
 
     @property
     def file_bits(self) -> int:
@@ -240,6 +238,8 @@ class FileLayout:
 
 def stored_shape(sample_shape: tuple[int, ...], upsample: int) -> tuple[int, ...]:
     """The per-sample shape a file stores when readers upsample it by ``upsample``."""
+    if not 1 <= upsample <= 16:
+        raise ValueError(f"upsample must be 1..16, got {upsample}")
     if upsample == 1:
         return sample_shape
     if len(sample_shape) != 3:
@@ -574,8 +574,6 @@ def subset(
         raise ValueError(f"bits must be in 1..8 or 32, got {bits}")
     if group not in GROUPS:
         raise ValueError(f"unknown group {group!r}; expected one of {GROUPS}")
-    if not 1 <= upsample <= 16:
-        raise ValueError(f"upsample must be 1..16, got {upsample}")
     layout = FileLayout(
         class_names=list(bundle.class_names),
         sample_shape=stored_shape(tuple(int(d) for d in bundle.x_train.shape[1:]), upsample),
