@@ -9,6 +9,8 @@
 # end later are skipped, so every row written is a complete run + full evaluation.
 # Environment knobs for a dry run on a small machine: QDR_JOBS (regex on job names),
 # QDR_DEVICE, QDR_STAGES, QDR_PAIR_STAGES, QDR_EPOCHS, QDR_RUNS, QDR_POOL, QDR_REAL.
+# Every job is its own process on the one GPU; select at most a handful per run, e.g.
+# QDR_JOBS='^(cu-q2|cu-q4|mu-q2|subsets-upsample)$' for the half-size rows.
 set -u
 OUT=${1:?usage: device_run.sh OUTDIR [SECONDS] [DATA_DIR]}
 BUDGET_S=${2:-480}
@@ -82,6 +84,14 @@ job m31-q2 mnist mnist "${M31[@]}" --only quadd:2:uniform --bits 2
 job m31-q4 mnist mnist "${M31[@]}" --only quadd:4:uniform dm32:32 --bits 4
 job m31-q8 mnist mnist "${M31[@]}" --only quadd:8:uniform --bits 8
 job m31-p2 mnist mnist "${M31[@]}" --only post:2 --post-bits 2
+# Half-size storage (.qdd 1.1 upsample): about four times the samples per budget.
+CU=(--budget 120KiB --stages $STAGES --upsample 2)
+job cu-q2 cifar10 cifar10-upsample "${CU[@]}" --only quadd:2:uniform --bits 2
+job cu-q4 cifar10 cifar10-upsample "${CU[@]}" --only quadd:4:uniform --bits 4
+job cu-p2 cifar10 cifar10-upsample "${CU[@]}" --only post:2 --post-bits 2
+MU=(--budget 7840 --stages $STAGES --upsample 2)
+job mu-q2 mnist mnist-upsample "${MU[@]}" --only quadd:2:uniform --bits 2
+job mu-q1 mnist mnist-upsample "${MU[@]}" --only quadd:1:uniform --bits 1
 P=(--budget 2MiB --ipc 16 --stages $PAIR_STAGES --only dm32:32)
 job pair-fast cifar10 pair "${P[@]}" --dm-mode fast
 job pair-plain cifar10 pair "${P[@]}" --dm-mode plain
@@ -92,6 +102,13 @@ if [[ "subsets" =~ $JOBS ]]; then
       timeout "$(left)" $PY bench/accuracy.py --dataset "$1" "${common[@]}" \
         --out "$OUT/$1.jsonl" --budget "$2" --only subset:1 subset:2 --subset-bits 1 2
     done > "$OUT/jobs/subsets.log" 2>&1 ) &
+fi
+if [[ "subsets-upsample" =~ $JOBS ]]; then
+  ( for spec in "cifar10 122880" "mnist 7840"; do
+      set -- $spec
+      timeout "$(left)" $PY bench/accuracy.py --dataset "$1" "${common[@]}" --upsample 2 \
+        --out "$OUT/$1-upsample.jsonl" --budget "$2" --only subset:2 --subset-bits 2
+    done > "$OUT/jobs/subsets-upsample.log" 2>&1 ) &
 fi
 while [ -n "$(jobs -r)" ]; do
   sleep 20
