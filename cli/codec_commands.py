@@ -87,9 +87,12 @@ def _ratio(a: float, b: float) -> str:
               help="Which values share one level table.")
 @click.option("--codebook-dtype", type=click.Choice(["f4", "f2"]), default="f4",
               show_default=True, help="Storage type of the levels (float32 or float16).")
+@click.option("--upsample", type=click.IntRange(1, 16), default=1, show_default=True,
+              help="Store images this many times smaller per side (block means); "
+                   "readers enlarge them by repetition (.qdd 1.1).")
 @_progress_option
 def encode_command(source: Path, output: Path, bits: int, codebook: str, group: str,
-                   codebook_dtype: str, progress: bool | None) -> None:
+                   codebook_dtype: str, upsample: int, progress: bool | None) -> None:
     """Quantize IN and write it as a bit-packed .qdd file.
 
     IN is a .npz (x, optional y and classes), a .npy (x only), a zarr store (group with
@@ -99,7 +102,7 @@ def encode_command(source: Path, output: Path, bits: int, codebook: str, group: 
     """
     from tqdm import tqdm
 
-    from quadd_codec import quantize_array, write_qdd
+    from quadd_codec import downsample_mean, quantize_array, write_qdd
     from quadd_codec.sources import input_nbytes, load_source
 
     show = _progress_default(progress)
@@ -107,7 +110,8 @@ def encode_command(source: Path, output: Path, bits: int, codebook: str, group: 
         raise click.BadParameter(f"{output} looks like a decode output; encode writes a .qdd",
                                  param_hint="'-o'")
     x, y, class_names = load_source(source, progress=show)
-    n = x.shape[0]
+    n, decoded_shape, decoded_values = x.shape[0], x.shape[1:], x.size
+    x = downsample_mean(x, upsample)
     if bits == 32:
         codes, levels = x, None
     else:
@@ -115,12 +119,13 @@ def encode_command(source: Path, output: Path, bits: int, codebook: str, group: 
     with tqdm(total=n, desc="packing", unit="sample", disable=not show, leave=False,
               file=sys.stderr) as bar:
         size = write_qdd(output, codes, levels, y, bits, group, class_names,
-                         codebook_dtype=codebook_dtype, progress=bar.update)
+                         codebook_dtype=codebook_dtype, progress=bar.update, upsample=upsample)
     in_bytes = input_nbytes(source)
+    stored = f" (stored as {_shape(x.shape[1:])})" if upsample > 1 else ""
     click.echo(
-        f"wrote {output}: {n} samples of {_shape(x.shape[1:])}, {bits} bits, "
+        f"wrote {output}: {n} samples of {_shape(decoded_shape)}{stored}, {bits} bits, "
         f"{len(class_names)} classes, {size:,} bytes; "
-        f"{_ratio(x.size * 4, size)} smaller than float32, "
+        f"{_ratio(decoded_values * 4, size)} smaller than float32, "
         f"{_ratio(in_bytes, size)} smaller than the input ({in_bytes:,} bytes)"
     )
 

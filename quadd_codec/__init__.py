@@ -15,14 +15,23 @@ from .errors import (
     QddValueError,
     QddVersionError,
 )
-from .layout import MAJOR, MINOR, Denorm, encoded_size, max_samples_per_class
+from .layout import (
+    MAJOR,
+    MINOR,
+    Denorm,
+    downsample_mean,
+    encoded_size,
+    max_samples_per_class,
+    upsample_nearest,
+)
 from .reader import QddFile, open_qdd
 from .writer import atomic_write, encode_qdd, write_qdd
 
 __all__ = [
     "MAJOR", "MINOR", "Denorm", "QddChecksumError", "QddDataset", "QddError", "QddFeatureError",
     "QddFile", "QddFormatError", "QddHeaderError", "QddLayoutError", "QddSignatureError",
-    "QddTruncatedError", "QddValueError", "QddVersionError", "atomic_write", "encode_qdd",
-    "encoded_size", "fit_levels", "max_samples_per_class", "open_qdd", "pack_rows",
-    "packed_nbytes", "quantize", "quantize_array", "unpack_rows", "write_qdd",
+    "QddTruncatedError", "QddValueError", "QddVersionError", "atomic_write", "downsample_mean",
+    "encode_qdd", "encoded_size", "fit_levels", "max_samples_per_class", "open_qdd",
+    "pack_rows", "packed_nbytes", "quantize", "quantize_array", "unpack_rows",
+    "upsample_nearest", "write_qdd",
 ]

@@ -163,6 +163,30 @@ def upsample_nearest(x: np.ndarray, factor: int) -> np.ndarray:
     return np.repeat(np.repeat(x, factor, axis=-2), factor, axis=-1)
 
 
+def downsample_mean(x: np.ndarray, factor: int) -> np.ndarray:
+    """Average each `factor` x `factor` block of the last two axes of a batch `x`.
+
+    The encoder's side of `upsample_nearest`: storing the block means and repeating them
+    back is the least-squares choice for that decoder. Raises `QddValueError` when the
+    samples are not images or `factor` does not divide their height and width.
+    """
+    shape = tuple(int(d) for d in x.shape[1:])
+    if isinstance(factor, int) and 1 < factor <= MAX_UPSAMPLE and len(shape) >= 3:
+        h, w = shape[-2:]
+        if h % factor or w % factor:
+            raise QddValueError(f"upsample {factor} must divide the image size {h}x{w}")
+        shape = (*shape[:-2], h // factor, w // factor)
+    problem = _upsample_problem(factor, shape)
+    if problem:
+        raise QddValueError(problem)
+    if factor == 1:
+        return x
+    h, w = x.shape[-2:]
+    blocks = x.reshape(*x.shape[:-2], h // factor, factor, w // factor, factor)
+    # Accumulate in float64: float32 sums over large blocks drift.
+    return blocks.mean(axis=(-3, -1), dtype=np.float64).astype(np.float32)
+
+
 def label_bits(num_classes: int) -> int:
     """Bits per packed label: ceil(log2 K); 0 when K <= 1 (nothing to tell apart)."""
     return max(0, (num_classes - 1).bit_length())

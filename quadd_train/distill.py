@@ -25,6 +25,7 @@ import torch
 
 from quadd_codec import (
     Denorm,
+    downsample_mean,
     encoded_size,
     max_samples_per_class,
     quantize_array,
@@ -594,9 +595,7 @@ def subset(
     idx = np.concatenate(picks).astype(np.int64)
     labels = labels_np[idx].astype(np.int64)
     x = bundle.normalize(bundle.x_train[torch.from_numpy(idx)].float())
-    if upsample > 1:
-        x = torch.nn.functional.avg_pool2d(x, upsample)
-    x = np.ascontiguousarray(x.cpu().numpy(), dtype=np.float32)
+    x = downsample_mean(np.ascontiguousarray(x.cpu().numpy(), dtype=np.float32), upsample)
     if bits == 32:
         codes, levels = x, None
     else:

@@ -119,3 +119,62 @@ def test_cli_inspect_and_decode(tmp_path):
     with np.load(tmp_path / "u.npz") as z:
         assert z["x"].shape == (6, 2, 4, 6)
         assert np.array_equal(z["x"], QddFile(src).read_all(denormalize=True))
+
+
+def test_downsample_mean_takes_block_means():
+    from quadd_codec import downsample_mean, upsample_nearest
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((4, 3, 6, 9)).astype(np.float32)
+    small = downsample_mean(x, 3)
+    assert small.dtype == np.float32 and small.shape == (4, 3, 2, 3)
+    for i in range(2):
+        for j in range(3):
+            block = x[..., 3 * i:3 * i + 3, 3 * j:3 * j + 3].astype(np.float64)
+            assert np.allclose(small[..., i, j], block.mean(axis=(-2, -1)), atol=1e-6)
+    # Repeating blocks and averaging them back is exact.
+    assert np.array_equal(downsample_mean(upsample_nearest(small, 3), 3), small)
+    assert downsample_mean(x, 1) is x
+
+
+@pytest.mark.parametrize(("shape", "factor", "match"), [
+    ((2, 3, 6, 9), 2, "must divide the image size 6x9"),
+    ((2, 6, 8), 2, "3 or more dims"),
+    ((2, 1, 32, 32), 17, "1..16"),
+    ((2, 1, 4, 4), 2.0, "integer"),
+])
+def test_downsample_mean_rejects(shape, factor, match):
+    from quadd_codec import downsample_mean
+
+    with pytest.raises(QddValueError, match=match):
+        downsample_mean(np.zeros(shape, np.float32), factor)
+
+
+def test_cli_encode_stores_half_size(tmp_path):
+    from click.testing import CliRunner
+
+    from quadd_cli.main import main
+
+    rng = np.random.default_rng(0)
+    small = rng.random((6, 3, 4, 5)).astype(np.float32)
+    np.savez(tmp_path / "in.npz", x=_blocks(small, 2), y=np.arange(6) % 2)
+    runner = CliRunner()
+    out = tmp_path / "half.qdd"
+    res = runner.invoke(main, ["encode", str(tmp_path / "in.npz"), "-o", str(out), "-b", "32",
+                               "--upsample", "2"])
+    assert res.exit_code == 0, res.output
+    assert "6 samples of 3x8x10 (stored as 3x4x5)" in res.stdout
+    q = QddFile(out)
+    assert q.upsample == 2 and q.stored_shape == (3, 4, 5)
+    # Raw float32 storage of block-constant images gives them back exactly.
+    assert np.array_equal(q.read_all(), _blocks(small, 2))
+    full = tmp_path / "full.qdd"
+    assert runner.invoke(main, ["encode", str(tmp_path / "in.npz"), "-o", str(full),
+                                "-b", "32"]).exit_code == 0
+    assert out.stat().st_size < full.stat().st_size / 3
+
+    bad = runner.invoke(main, ["encode", str(tmp_path / "in.npz"), "-o",
+                               str(tmp_path / "bad.qdd"), "-b", "2", "--upsample", "3"])
+    assert bad.exit_code == 1
+    assert "quadd: error: upsample 3 must divide the image size 8x10" in bad.stderr
+    assert "Traceback" not in bad.output and not (tmp_path / "bad.qdd").exists()
