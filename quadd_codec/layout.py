@@ -163,26 +163,38 @@ def upsample_nearest(x: np.ndarray, factor: int) -> np.ndarray:
     return np.repeat(np.repeat(x, factor, axis=-2), factor, axis=-1)
 
 
+def stored_shape(sample_shape: Sequence[int], upsample: int) -> tuple[int, ...]:
+    """The stored per-sample shape that decodes to `sample_shape` (inverse of `output_shape`).
+
+    Raises `QddValueError` for a factor a file cannot carry, samples that are not images,
+    or a factor that does not divide their height and width.
+    """
+    shape = tuple(int(d) for d in sample_shape)
+    stored = shape
+    if isinstance(upsample, int) and 1 < upsample <= MAX_UPSAMPLE and len(shape) >= 3:
+        h, w = shape[-2:]
+        if h % upsample or w % upsample:
+            raise QddValueError(
+                f"upsample {upsample} must divide the image size {h}x{w}; try a divisor of "
+                f"{h if h == w else f'{h} and {w}'}")
+        stored = (*shape[:-2], h // upsample, w // upsample)
+    problem = _upsample_problem(upsample, stored)
+    if problem:
+        raise QddValueError(problem)
+    return stored
+
+
 def downsample_mean(x: np.ndarray, factor: int) -> np.ndarray:
     """Average each `factor` x `factor` block of the last two axes of a batch `x`.
 
     The encoder's side of `upsample_nearest`: storing the block means and repeating them
-    back is the least-squares choice for that decoder. Raises `QddValueError` when the
-    samples are not images or `factor` does not divide their height and width.
+    back is the least-squares choice for that decoder. Raises `QddValueError` as
+    `stored_shape` does.
     """
-    shape = tuple(int(d) for d in x.shape[1:])
-    if isinstance(factor, int) and 1 < factor <= MAX_UPSAMPLE and len(shape) >= 3:
-        h, w = shape[-2:]
-        if h % factor or w % factor:
-            raise QddValueError(f"upsample {factor} must divide the image size {h}x{w}")
-        shape = (*shape[:-2], h // factor, w // factor)
-    problem = _upsample_problem(factor, shape)
-    if problem:
-        raise QddValueError(problem)
+    stored = stored_shape(x.shape[1:], factor)
     if factor == 1:
         return x
-    h, w = x.shape[-2:]
-    blocks = x.reshape(*x.shape[:-2], h // factor, factor, w // factor, factor)
+    blocks = x.reshape(*x.shape[:-2], stored[-2], factor, stored[-1], factor)
     # Accumulate in float64: float32 sums over large blocks drift.
     return blocks.mean(axis=(-3, -1), dtype=np.float64).astype(np.float32)
 

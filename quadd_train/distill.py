@@ -31,6 +31,7 @@ from quadd_codec import (
     quantize_array,
     write_qdd,
 )
+from quadd_codec.layout import stored_shape as codec_stored_shape
 
 from .devices import resolve_device
 from .methods import make_objective
@@ -239,19 +240,11 @@ class FileLayout:
 
 def stored_shape(sample_shape: tuple[int, ...], upsample: int) -> tuple[int, ...]:
     """The per-sample shape a file stores when readers upsample it by ``upsample``."""
-    if not 1 <= upsample <= 16:
-        raise ValueError(f"upsample must be 1..16, got {upsample}")
-    if upsample == 1:
-        return sample_shape
-    if len(sample_shape) != 3:
+    # The codec owns the factor's range and divisibility rules; the trainer's networks
+    # additionally need exactly (C, H, W).
+    if upsample != 1 and len(sample_shape) != 3:
         raise ValueError(f"upsample needs image samples (C, H, W), got shape {sample_shape}")
-    c, h, w = sample_shape
-    if h % upsample or w % upsample:
-        raise ValueError(
-            f"upsample {upsample} must divide the image size {h}x{w}; try a divisor of "
-            f"{h if h == w else f'{h} and {w}'}"
-        )
-    return (c, h // upsample, w // upsample)
+    return codec_stored_shape(sample_shape, upsample)
 
 
 def plan_ipc(budget_bytes: int, layout: FileLayout) -> int:
