@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import math
 import os
 import platform
 import sys
@@ -148,20 +149,23 @@ def _distill_rows(args: argparse.Namespace, bundle: Any, r: dict[str, Any], budg
         return
     stem = (f"{args.dataset}-{budget}-{r['kind']}-{r['bits']}-{r['quantizer']}-{args.dm_mode}"
             f"-ipc{args.ipc or 'max'}-{r.get('post_codebook', 'uniform')}-w{args.quant_warmup}"
-            f"-up{args.upsample}")
+            f"-up{args.upsample}-p{args.pool_size}x{args.real_per_class}-s{args.seed}"
+            f"-c{args.compile}")
     ckpt = work / f"{stem}.ckpt"
-    ckpt.unlink(missing_ok=True)  # a later stage's checkpoint must never seed an earlier one
+    pending = [n for n in stages
+               if _key({**_base_record(args, r), "iterations": n}) not in done]
+    if not pending:
+        return
+    # A checkpoint left by an interrupted run carries on, unless it is past the first stage
+    # still to measure: a later stage's state must never be written as an earlier one.
+    if ckpt.exists() and _checkpoint_iteration(ckpt) > pending[0]:
+        ckpt.unlink()
     rate: float | None = None
     eval_guess = args.eval_guess
-    at = 0
-    for n_it in stages:
+    for n_it in pending:
         record = {**_base_record(args, r), "iterations": n_it}
-        if _key(record) in done:
-            ckpt.unlink(missing_ok=True)  # rows already there: start fresh for the next
-            at = 0
-            continue
         if args.deadline_at and rate:
-            need = (n_it - at) / rate + eval_guess
+            need = n_it / rate + eval_guess  # upper bound: the checkpoint may be nearer
             if time.time() + need > args.deadline_at:
                 print(f"{_key(record)}: skipped, would end {need:.0f} s from now, past the "
                       "deadline", flush=True)
@@ -175,7 +179,9 @@ def _distill_rows(args: argparse.Namespace, bundle: Any, r: dict[str, Any], budg
             post_codebook=r.get("post_codebook", "uniform"), quant_warmup=args.quant_warmup,
             real_per_class=args.real_per_class, device=args.device, ipc=args.ipc,
             dm_mode=args.dm_mode, compile=args.compile, upsample=args.upsample,
-            checkpoint_every=n_it, checkpoint_path=str(ckpt), resume=True,
+            # Often enough that a killed run loses little; dividing n_it, so the next
+            # stage starts exactly where this one ended.
+            checkpoint_every=math.gcd(100, n_it), checkpoint_path=str(ckpt), resume=True,
         )
         t0 = time.time()
         res = distill(cfg, bundle, path, progress=False)
@@ -183,13 +189,16 @@ def _distill_rows(args: argparse.Namespace, bundle: Any, r: dict[str, Any], budg
                       prepare_seconds=round(res.prepare_seconds, 1),
                       resumed_from=res.resumed_from,
                       distill_seconds=round(time.time() - t0, 1))
-        if res.seconds > 0 and n_it > at:
-            rate = (n_it - at) / res.seconds
-        at = n_it
+        if res.seconds > 0 and n_it > res.resumed_from:
+            rate = (n_it - res.resumed_from) / res.seconds
         t0 = time.time()
         _evaluate(args, bundle, path, record, budget, out)
         eval_guess = time.time() - t0
     ckpt.unlink(missing_ok=True)
+
+
+def _checkpoint_iteration(path: Path) -> int:
+    return int(torch.load(path, map_location="cpu", weights_only=False)["iteration"])
 
 
 def _append(path: Path, record: dict[str, Any]) -> None:

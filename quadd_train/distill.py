@@ -417,6 +417,13 @@ def distill(
                 raise ValueError(
                     f"checkpoint {ckpt_path} was made with different settings ({', '.join(diff)})"
                 )
+            if int(state["iteration"]) > config.iterations:
+                # Writing that later state as an N-iteration file would mislabel it.
+                raise ValueError(
+                    f"checkpoint {ckpt_path} is at iteration {int(state['iteration'])}, past "
+                    f"--iterations {config.iterations}; raise --iterations or start without "
+                    "--resume"
+                )
             objective.load_state_dict(state["objective"])
 
         t0 = time.perf_counter()

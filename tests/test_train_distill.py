@@ -149,6 +149,16 @@ def test_resume_rejects_other_settings(tmp_path, digits):
                 tmp_path / "b.qdd", progress=False)
 
 
+def test_resume_refuses_a_checkpoint_past_the_iterations(tmp_path, digits):
+    ckpt = tmp_path / "c.ckpt"
+    distill(_cfg(iterations=4, checkpoint_every=4, checkpoint_path=str(ckpt)), digits,
+            tmp_path / "a.qdd", progress=False)
+    with pytest.raises(ValueError, match="past --iterations 2"):
+        distill(_cfg(iterations=2, checkpoint_path=str(ckpt), resume=True), digits,
+                tmp_path / "b.qdd", progress=False)
+    assert not (tmp_path / "b.qdd").exists()
+
+
 def test_plain_mode_runs(tmp_path, digits):
     res = distill(_cfg(dm_mode="plain", batch_real=16, iterations=2), digits,
                   tmp_path / "p.qdd", progress=False)

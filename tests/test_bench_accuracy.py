@@ -1,0 +1,61 @@
+"""bench/accuracy.py keeps a killed run's checkpoint and goes on from it, and never lets a
+checkpoint from past the stage it measures seed that stage."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+_PATH = Path(__file__).resolve().parents[1] / "bench" / "accuracy.py"
+
+
+@pytest.fixture()
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_accuracy", _PATH)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _run(bench, monkeypatch, tmp_path: Path, iterations: int) -> list[dict]:
+    out = tmp_path / "rows.jsonl"
+    monkeypatch.setattr(sys, "argv", [
+        "accuracy.py", "--dataset", "digits", "--budget", "1024", "--bits", "2",
+        "--post-bits", "--subset-bits", "--only", "quadd:2", "--iterations", str(iterations),
+        "--pool-size", "2", "--real-per-class", "8", "--eval-epochs", "1", "--runs", "1",
+        "--compile", "off", "--device", "cpu", "--out", str(out),
+        "--work-dir", str(tmp_path / "work"),
+    ])
+    bench.main()
+    return [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
+
+
+def _killed(*args, **kwargs):
+    raise KeyboardInterrupt  # the run dies after distilling, before its row is written
+
+
+def test_interrupted_run_resumes_from_its_checkpoint(bench, monkeypatch, tmp_path):
+    real_evaluate = bench._evaluate
+    monkeypatch.setattr(bench, "_evaluate", _killed)
+    with pytest.raises(KeyboardInterrupt):
+        _run(bench, monkeypatch, tmp_path, 4)
+    ckpts = list((tmp_path / "work").glob("*.ckpt"))
+    assert len(ckpts) == 1 and bench._checkpoint_iteration(ckpts[0]) == 4
+
+    monkeypatch.setattr(bench, "_evaluate", real_evaluate)
+    rows = _run(bench, monkeypatch, tmp_path, 4)
+    assert [(r["iterations"], r["resumed_from"]) for r in rows] == [(4, 4)]
+    assert not list((tmp_path / "work").glob("*.ckpt"))  # finished: nothing left to resume
+
+
+def test_checkpoint_past_the_stage_is_dropped(bench, monkeypatch, tmp_path):
+    monkeypatch.setattr(bench, "_evaluate", _killed)
+    with pytest.raises(KeyboardInterrupt):
+        _run(bench, monkeypatch, tmp_path, 6)
+    monkeypatch.undo()
+    rows = _run(bench, monkeypatch, tmp_path, 4)
+    assert [(r["iterations"], r["resumed_from"]) for r in rows] == [(4, 0)]
