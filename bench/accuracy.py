@@ -106,7 +106,7 @@ def _evaluate(args: argparse.Namespace, bundle: Any, path: Path, record: dict[st
               budget: int, out: Path) -> None:
     t0 = time.time()
     ev = evaluate_qdd(path, bundle, runs=args.runs, epochs=args.eval_epochs, seed=args.seed,
-                      device=args.device, progress=False)
+                      device=args.device, progress=False, jobs=args.eval_jobs)
     record.update(status="ok", accuracy=ev["accuracy"], std=ev["std"],
                   accuracies=ev["accuracies"], file_bytes=os.path.getsize(path),
                   eval_seconds=round(time.time() - t0, 1))
@@ -194,7 +194,7 @@ def _distill_rows(args: argparse.Namespace, bundle: Any, r: dict[str, Any], budg
         t0 = time.time()
         _evaluate(args, bundle, path, record, budget, out)
         eval_guess = time.time() - t0
-    ckpt.unlink(missing_ok=True)
+    # The checkpoint stays: a later run with a longer stage goes on from it.
 
 
 def _checkpoint_iteration(path: Path) -> int:
@@ -284,6 +284,8 @@ def main() -> None:
     ap.add_argument("--real-per-class", type=int, default=128)
     ap.add_argument("--eval-epochs", type=int, default=300)
     ap.add_argument("--runs", type=int, default=2)
+    ap.add_argument("--eval-jobs", type=int, default=1,
+                    help="evaluation runs trained at once on the CPU (quadd eval --jobs)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="docs/results/accuracy.jsonl")
     ap.add_argument("--work-dir", default=os.path.expanduser("~/.cache/quadd/bench-accuracy"))

@@ -33,6 +33,9 @@ __all__ = ["eval_command"]
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
               show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True,
+              help="CPU only: train this many runs at once in worker processes, sharing "
+              "the torch threads (each run keeps its seed, so results do not depend on it).")
 @click.option("--no-dsa", is_flag=True, help="Train without DSA augmentation.")
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar on stderr (default: when stderr is a terminal).")
@@ -46,6 +49,7 @@ def eval_command(
     seed: int,
     device: str,
     batch_size: int,
+    jobs: int,
     no_dsa: bool,
     progress: bool | None,
     as_json: bool,
@@ -76,6 +80,7 @@ def eval_command(
             batch_size=batch_size,
             dsa=not no_dsa,
             progress=progress,
+            jobs=jobs,
         )
 
     # The quadd group guards every subcommand too; this keeps the command well-behaved

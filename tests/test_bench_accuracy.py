@@ -49,7 +49,10 @@ def test_interrupted_run_resumes_from_its_checkpoint(bench, monkeypatch, tmp_pat
     monkeypatch.setattr(bench, "_evaluate", real_evaluate)
     rows = _run(bench, monkeypatch, tmp_path, 4)
     assert [(r["iterations"], r["resumed_from"]) for r in rows] == [(4, 4)]
-    assert not list((tmp_path / "work").glob("*.ckpt"))  # finished: nothing left to resume
+
+    # A longer run later goes on from where that one ended.
+    rows = _run(bench, monkeypatch, tmp_path, 6)
+    assert [(r["iterations"], r["resumed_from"]) for r in rows[1:]] == [(6, 4)]
 
 
 def test_checkpoint_past_the_stage_is_dropped(bench, monkeypatch, tmp_path):

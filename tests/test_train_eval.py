@@ -191,6 +191,22 @@ def test_evaluate_qdd_reads_file_every_epoch(digits, digits_qdd, monkeypatch):
     assert calls == [50] * 6
 
 
+def test_parallel_runs_match_sequential_runs(digits, digits_qdd, monkeypatch):
+    from quadd_train.evaluate import EvalConfig
+
+    # A changed constant must reach the spawned workers too: a narrow net scores
+    # differently from the default width, so a lost change would show below.
+    monkeypatch.setattr(EvalConfig, "width", 16)
+    kw = dict(runs=3, epochs=4, batch_size=20, progress=False, seed=5)
+    seq = evaluate_qdd(digits_qdd, digits, **kw)
+    par = evaluate_qdd(digits_qdd, digits, jobs=2, **kw)
+    assert par["jobs"] == 2 and seq["jobs"] == 1
+    assert par["accuracies"] == seq["accuracies"]
+    assert len(set(seq["accuracies"])) > 1  # the runs really are different seeds
+    with pytest.raises(ValueError, match="jobs"):
+        evaluate_qdd(digits_qdd, digits, jobs=0, **kw)
+
+
 def test_evaluate_qdd_class_mismatch(digits, tmp_path):
     x, y = _ipc_subset(digits, 1)
     p = _write_digits_qdd(tmp_path / "w.qdd", x, y, list("abcdefghij"))
@@ -212,6 +228,17 @@ def test_cli_json(digits_qdd):
     for key in ("accuracy", "std", "runs", "file_bytes"):
         assert key in out
     assert out["runs"] == 1 and out["file_bytes"] == digits_qdd.stat().st_size
+
+
+def test_cli_jobs(digits_qdd):
+    args = [str(digits_qdd), "--dataset", "digits", "--runs", "2", "--epochs", "1",
+            "--device", "cpu", "--json", "--no-progress"]
+    seq = json.loads(CliRunner().invoke(eval_command, args).stdout)
+    res = CliRunner().invoke(eval_command, [*args, "--jobs", "4"])
+    assert res.exit_code == 0, res.output
+    par = json.loads(res.stdout)
+    assert par["jobs"] == 2  # no more workers than runs
+    assert par["accuracies"] == seq["accuracies"]
 
 
 def test_cli_errors_are_one_line(tmp_path, digits_qdd):
