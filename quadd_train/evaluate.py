@@ -242,26 +242,26 @@ def _protocol(
         if jobs > 1:
             accs = _parallel_runs(dataset, bundle, runs, epochs, seed, jobs, batch_size, dsa,
                                   normalized, bar)
+        else:
+            def tick(loss: float) -> None:
+                bar.set_postfix(run=f"{len(accs) + 1}/{runs}", loss=f"{loss:.3f}", refresh=False)
+                bar.update(1)
 
-        def tick(loss: float) -> None:
-            bar.set_postfix(run=f"{len(accs) + 1}/{runs}", loss=f"{loss:.3f}", refresh=False)
-            bar.update(1)
-
-        for r in range(runs if jobs == 1 else 0):
-            accs.append(
-                train_and_test(
-                    dataset,
-                    bundle,
-                    epochs,
-                    seed + r,
-                    dev,
-                    batch_size,
-                    dsa,
-                    normalized=normalized,
-                    # Reading the loss for the bar waits for the GPU: only with a bar.
-                    on_epoch=tick if progress else None,
+            for r in range(runs):
+                accs.append(
+                    train_and_test(
+                        dataset,
+                        bundle,
+                        epochs,
+                        seed + r,
+                        dev,
+                        batch_size,
+                        dsa,
+                        normalized=normalized,
+                        # Reading the loss for the bar waits for the GPU: only with a bar.
+                        on_epoch=tick if progress else None,
+                    )
                 )
-            )
     return {
         "dataset": bundle.name,
         "accuracy": float(np.mean(accs)),  # percent
