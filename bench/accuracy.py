@@ -158,14 +158,16 @@ def _distill_rows(args: argparse.Namespace, bundle: Any, r: dict[str, Any], budg
         return
     # A checkpoint left by an interrupted run carries on, unless it is past the first stage
     # still to measure: a later stage's state must never be written as an earlier one.
-    if ckpt.exists() and _checkpoint_iteration(ckpt) > pending[0]:
+    at = _checkpoint_iteration(ckpt) if ckpt.exists() else 0  # where the next stage starts
+    if at > pending[0]:
         ckpt.unlink()
+        at = 0
     rate: float | None = None
     eval_guess = args.eval_guess
     for n_it in pending:
         record = {**_base_record(args, r), "iterations": n_it}
         if args.deadline_at and rate:
-            need = n_it / rate + eval_guess  # upper bound: the checkpoint may be nearer
+            need = (n_it - at) / rate + eval_guess
             if time.time() + need > args.deadline_at:
                 print(f"{_key(record)}: skipped, would end {need:.0f} s from now, past the "
                       "deadline", flush=True)
@@ -191,6 +193,7 @@ def _distill_rows(args: argparse.Namespace, bundle: Any, r: dict[str, Any], budg
                       distill_seconds=round(time.time() - t0, 1))
         if res.seconds > 0 and n_it > res.resumed_from:
             rate = (n_it - res.resumed_from) / res.seconds
+        at = n_it
         t0 = time.time()
         _evaluate(args, bundle, path, record, budget, out)
         eval_guess = time.time() - t0
