@@ -427,7 +427,8 @@ def distill(
             objective.load_state_dict(state["objective"])
 
         t0 = time.perf_counter()
-        objective.prepare(x_real, y_real, num_classes, ipc, device, config.seed)
+        objective.prepare(x_real, y_real, num_classes, ipc, device, config.seed,
+                          progress=progress)
         prepare_seconds = time.perf_counter() - t0
 
         last_loss = float("nan")

@@ -303,3 +303,19 @@ def test_checkpoint_from_before_a_new_setting_still_resumes(tmp_path, digits):
     with pytest.raises(ValueError, match=r"different settings \(upsample\)"):
         distill(_cfg(iterations=4, checkpoint_path=str(ckpt), resume=True, upsample=2),
                 digits, tmp_path / "c.qdd", progress=False)
+
+
+def test_pool_build_shows_progress_and_resume_skips_it(tmp_path, digits, capsys):
+    # A big pool embeds for minutes before the first iteration; the bar says so.
+    ckpt = tmp_path / "p.ckpt"
+    distill(_cfg(iterations=2, pool_size=3, checkpoint_every=2, checkpoint_path=str(ckpt)),
+            digits, tmp_path / "p.qdd", progress=True)
+    err = capsys.readouterr().err
+    assert "DM pool" in err and "3/3" in err
+    # The checkpoint holds the pool's means, so a resumed run does not embed again.
+    distill(_cfg(iterations=3, pool_size=3, checkpoint_path=str(ckpt), resume=True),
+            digits, tmp_path / "p.qdd", progress=True)
+    err = capsys.readouterr().err
+    assert "DM pool" not in err and "distill" in err
+    distill(_cfg(iterations=2, pool_size=3), digits, tmp_path / "q.qdd", progress=False)
+    assert capsys.readouterr().err == ""

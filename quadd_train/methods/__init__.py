@@ -39,8 +39,12 @@ class Objective(ABC):
         ipc: int,
         device: torch.device,
         seed: int,
+        progress: bool = False,
     ) -> None:
-        """Receive the normalized real training set (``(N, C, H, W)``, labels)."""
+        """Receive the normalized real training set (``(N, C, H, W)``, labels).
+
+        ``progress``: show a progress bar on stderr for precomputation long enough to
+        need one."""
 
     @abstractmethod
     def loss(self, syn: Tensor, labels: Tensor, rng: np.random.Generator) -> Tensor:

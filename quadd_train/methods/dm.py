@@ -20,6 +20,7 @@ pushes the synthetic images through its network. The approximation is the finite
 from __future__ import annotations
 
 import contextlib
+import sys
 import warnings
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -145,6 +146,7 @@ class DMObjective(Objective):
         ipc: int,
         device: torch.device,
         seed: int,
+        progress: bool = False,
     ) -> None:
         self.device = torch.device(device)
         self.num_classes = int(num_classes)
@@ -165,9 +167,9 @@ class DMObjective(Objective):
                 "real": torch.compile(_embed_real, dynamic=None),
             }
         if self.cfg.mode == "fast":
-            self._build_pool(seed)
+            self._build_pool(seed, progress)
 
-    def _build_pool(self, seed: int) -> None:
+    def _build_pool(self, seed: int, progress: bool = False) -> None:
         cfg = self.cfg
         rng = np.random.default_rng([int(seed), 0xD1A])
         if self._net_seeds is None:
@@ -178,9 +180,21 @@ class DMObjective(Objective):
             self._pool_means = self._pool_means.to(self.device)
             return
         assert self._pool_seeds is not None
+        from tqdm import tqdm
+
+        # On a CPU a large pool takes minutes (pool_size x real_per_class x classes
+        # forward passes) before the first iteration; say so rather than sit silent.
+        bar = tqdm(
+            self._nets,
+            desc=f"DM pool: embedding {cfg.real_per_class} real/class",
+            unit="net",
+            file=sys.stderr,
+            disable=not progress,
+            dynamic_ncols=True,
+        )
         means = []
-        with torch.no_grad():
-            for p, net in enumerate(self._nets):
+        with torch.no_grad(), contextlib.closing(bar):
+            for p, net in enumerate(bar):
                 per_class = []
                 for c in range(self.num_classes):
                     idx = self.class_idx[c]
