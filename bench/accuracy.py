@@ -62,7 +62,8 @@ def _name(r: dict[str, Any]) -> str:
 def _key(r: dict[str, Any]) -> tuple:
     return (r["budget"], r["kind"], r["bits"], r.get("quantizer", "uniform"),
             r.get("iterations"), r.get("dm_mode", "fast"), r.get("ipc_fixed"),
-            r.get("post_codebook", "uniform"), r.get("quant_warmup", 0), r.get("upsample", 1))
+            r.get("post_codebook", "uniform"), r.get("quant_warmup", 0), r.get("upsample", 1),
+            r.get("lr_img", 1.0))
 
 
 def _machine() -> str:
@@ -96,7 +97,7 @@ def _base_record(args: argparse.Namespace, r: dict[str, Any]) -> dict[str, Any]:
         **r, "dataset": args.dataset, "eval_epochs": args.eval_epochs, "eval_runs": args.runs,
         "pool_size": args.pool_size, "real_per_class": args.real_per_class,
         "dm_mode": args.dm_mode, "ipc_fixed": args.ipc, "quant_warmup": args.quant_warmup,
-        "upsample": args.upsample,
+        "upsample": args.upsample, "lr_img": args.lr_img,
         "date": dt.date.today().isoformat(), "machine": _machine(),
         "torch": torch.__version__,
     }
@@ -150,7 +151,9 @@ def _distill_rows(args: argparse.Namespace, bundle: Any, r: dict[str, Any], budg
     stem = (f"{args.dataset}-{budget}-{r['kind']}-{r['bits']}-{r['quantizer']}-{args.dm_mode}"
             f"-ipc{args.ipc or 'max'}-{r.get('post_codebook', 'uniform')}-w{args.quant_warmup}"
             f"-up{args.upsample}-p{args.pool_size}x{args.real_per_class}-s{args.seed}"
-            f"-c{args.compile}")
+            f"-c{args.compile}"
+            # Only a non-default rate is named, so older work files keep their names.
+            + (f"-lr{args.lr_img:g}" if args.lr_img != 1.0 else ""))
     ckpt = work / f"{stem}.ckpt"
     pending = [n for n in stages
                if _key({**_base_record(args, r), "iterations": n}) not in done]
@@ -181,6 +184,7 @@ def _distill_rows(args: argparse.Namespace, bundle: Any, r: dict[str, Any], budg
             post_codebook=r.get("post_codebook", "uniform"), quant_warmup=args.quant_warmup,
             real_per_class=args.real_per_class, device=args.device, ipc=args.ipc,
             dm_mode=args.dm_mode, compile=args.compile, upsample=args.upsample,
+            lr_img=args.lr_img,
             # Often enough that a killed run loses little; dividing n_it, so the next
             # stage starts exactly where this one ended.
             checkpoint_every=math.gcd(100, n_it), checkpoint_path=str(ckpt), resume=True,
@@ -240,6 +244,8 @@ def report(paths: list[str]) -> str:
                 kind += f", stored 1/{r['upsample']} per side"
             if r.get("quant_warmup", 0) and r["kind"] == "quadd":
                 kind += f", warm-up {r['quant_warmup']}"
+            if r.get("lr_img", 1.0) != 1.0:
+                kind += f", lr_img {r['lr_img']:g}"
             quant = r.get("quantizer", "-") if r["kind"] == "quadd" else "-"
             its = r.get("iterations") or "-"
             if r["status"] != "ok":
@@ -281,6 +287,8 @@ def main() -> None:
                     help="store samples this many times smaller per side (distill and subset)")
     ap.add_argument("--quant-warmup", type=int, default=0,
                     help="unquantized iterations before the quantizer switches on")
+    ap.add_argument("--lr-img", type=float, default=1.0,
+                    help="learning rate of the synthetic samples (DM's reference: 1.0)")
     ap.add_argument("--compile", choices=["auto", "on", "off"], default="auto")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--pool-size", type=int, default=32)

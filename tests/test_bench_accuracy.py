@@ -21,14 +21,14 @@ def bench():
     return mod
 
 
-def _run(bench, monkeypatch, tmp_path: Path, iterations: int) -> list[dict]:
+def _run(bench, monkeypatch, tmp_path: Path, iterations: int, *extra: str) -> list[dict]:
     out = tmp_path / "rows.jsonl"
     monkeypatch.setattr(sys, "argv", [
         "accuracy.py", "--dataset", "digits", "--budget", "1024", "--bits", "2",
         "--post-bits", "--subset-bits", "--only", "quadd:2", "--iterations", str(iterations),
         "--pool-size", "2", "--real-per-class", "8", "--eval-epochs", "1", "--runs", "1",
         "--compile", "off", "--device", "cpu", "--out", str(out),
-        "--work-dir", str(tmp_path / "work"),
+        "--work-dir", str(tmp_path / "work"), *extra,
     ])
     bench.main()
     return [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
@@ -62,3 +62,12 @@ def test_checkpoint_past_the_stage_is_dropped(bench, monkeypatch, tmp_path):
     monkeypatch.undo()
     rows = _run(bench, monkeypatch, tmp_path, 4)
     assert [(r["iterations"], r["resumed_from"]) for r in rows] == [(4, 0)]
+
+
+def test_a_different_image_rate_is_its_own_row_and_run(bench, monkeypatch, tmp_path):
+    _run(bench, monkeypatch, tmp_path, 4)
+    rows = _run(bench, monkeypatch, tmp_path, 4, "--lr-img", "0.5")
+    # Not taken as done, and not resumed from the default rate's checkpoint.
+    assert [(r["lr_img"], r["resumed_from"]) for r in rows] == [(1.0, 0), (0.5, 0)]
+    assert len(list((tmp_path / "work").glob("*.ckpt"))) == 2
+    assert "lr_img 0.5" in bench.report([str(tmp_path / "rows.jsonl")])
