@@ -89,6 +89,10 @@ CU=(--budget 120KiB --stages $STAGES --upsample 2)
 job cu-q2 cifar10 cifar10-upsample "${CU[@]}" --only quadd:2:uniform --bits 2
 job cu-q4 cifar10 cifar10-upsample "${CU[@]}" --only quadd:4:uniform --bits 4
 job cu-p2 cifar10 cifar10-upsample "${CU[@]}" --only post:2 --post-bits 2
+# The samples' rate was never tuned: the half-size parameterization sums four pixels'
+# gradients into each stored one, so the reference rate of 1.0 is not obviously right.
+job cu-q2-lr03 cifar10 cifar10-upsample "${CU[@]}" --only quadd:2:uniform --bits 2 --lr-img 0.3
+job cu-q2-lr3 cifar10 cifar10-upsample "${CU[@]}" --only quadd:2:uniform --bits 2 --lr-img 3
 MU=(--budget 7840 --stages $STAGES --upsample 2)
 job mu-q2 mnist mnist-upsample "${MU[@]}" --only quadd:2:uniform --bits 2
 job mu-q1 mnist mnist-upsample "${MU[@]}" --only quadd:1:uniform --bits 1
