@@ -93,6 +93,9 @@ job cu-p2 cifar10 cifar10-upsample "${CU[@]}" --only post:2 --post-bits 2
 # gradients into each stored one, so the reference rate of 1.0 is not obviously right.
 job cu-q2-lr03 cifar10 cifar10-upsample "${CU[@]}" --only quadd:2:uniform --bits 2 --lr-img 0.3
 job cu-q2-lr3 cifar10 cifar10-upsample "${CU[@]}" --only quadd:2:uniform --bits 2 --lr-img 3
+# A pool spanning random to partly trained networks (IDM; about 3 epochs at the top).
+job cu-q2-pt cifar10 cifar10-upsample "${CU[@]}" --only quadd:2:uniform --bits 2 \
+  --pool-train-steps 600
 MU=(--budget 7840 --stages $STAGES --upsample 2)
 job mu-q2 mnist mnist-upsample "${MU[@]}" --only quadd:2:uniform --bits 2
 job mu-q1 mnist mnist-upsample "${MU[@]}" --only quadd:1:uniform --bits 1

@@ -119,6 +119,10 @@ def _errors() -> tuple[type[BaseException], ...]:
               help="Random networks (each with its own DSA draws) in the fast-mode pool.")
 @click.option("--real-per-class", type=click.IntRange(min=1), default=256, show_default=True,
               help="Real images per class behind each precomputed mean (fast mode).")
+@click.option("--pool-train-steps", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Fast mode: train the pool's networks on real batches first, network p "
+              "for p/(pool size - 1) of this many SGD steps, so the pool spans random to "
+              "partly trained embeddings (IDM). 0: random networks, as DM.")
 @click.option("--no-dsa", is_flag=True, help="Disable differentiable Siamese augmentation.")
 @click.option("--bf16/--no-bf16", default=None,
               help="bfloat16 autocast for the embedding network (default: when the "
@@ -158,6 +162,7 @@ def distill_command(
     dm_mode: str,
     pool_size: int,
     real_per_class: int,
+    pool_train_steps: int,
     no_dsa: bool,
     bf16: bool | None,
     channels_last: bool | None,
@@ -184,8 +189,8 @@ def distill_command(
         quant_warmup=quant_warmup, upsample=upsample,
         checkpoint_every=checkpoint_every, checkpoint_path=checkpoint_path, resume=resume,
         data_dir=data_dir, dm_mode=dm_mode, pool_size=pool_size,
-        real_per_class=real_per_class, dsa=not no_dsa, channels_last=channels_last,
-        bf16=bf16, compile=compile_,
+        real_per_class=real_per_class, pool_train_steps=pool_train_steps, dsa=not no_dsa,
+        channels_last=channels_last, bf16=bf16, compile=compile_,
     )
     try:
         bundle = _load(dataset, data_dir)

@@ -100,6 +100,7 @@ class DistillConfig:
     dm_mode: str = "fast"  # fast (network pool, precomputed real means) | plain (reference)
     pool_size: int = 128
     real_per_class: int = 256
+    pool_train_steps: int = 0  # fast DM: train the pool's networks up to this many steps
     batch_real: int = 256
     dsa: bool = True
     channels_last: bool | None = None  # None: on CUDA only
@@ -125,6 +126,10 @@ class DistillConfig:
             raise ValueError("post_codebook must be 'uniform' or 'kmeans'")
         if self.quant_warmup < 0:
             raise ValueError("quant_warmup must be >= 0")
+        if self.pool_train_steps < 0:
+            raise ValueError("pool_train_steps must be >= 0")
+        if self.pool_train_steps and self.dm_mode != "fast":
+            raise ValueError("pool_train_steps needs the fast DM mode (a network pool)")
         if self.ipc is not None and self.ipc < 1:
             raise ValueError("ipc must be >= 1")
 
@@ -147,6 +152,7 @@ class DistillConfig:
             "mode": self.dm_mode,
             "pool_size": self.pool_size,
             "real_per_class": self.real_per_class,
+            "pool_train_steps": self.pool_train_steps,
             "batch_real": self.batch_real,
             "dsa": self.dsa,
             "channels_last": self.channels_last,

@@ -64,10 +64,13 @@ def test_checkpoint_past_the_stage_is_dropped(bench, monkeypatch, tmp_path):
     assert [(r["iterations"], r["resumed_from"]) for r in rows] == [(4, 0)]
 
 
-def test_a_different_image_rate_is_its_own_row_and_run(bench, monkeypatch, tmp_path):
+def test_a_different_rate_or_pool_is_its_own_row_and_run(bench, monkeypatch, tmp_path):
     _run(bench, monkeypatch, tmp_path, 4)
-    rows = _run(bench, monkeypatch, tmp_path, 4, "--lr-img", "0.5")
-    # Not taken as done, and not resumed from the default rate's checkpoint.
-    assert [(r["lr_img"], r["resumed_from"]) for r in rows] == [(1.0, 0), (0.5, 0)]
-    assert len(list((tmp_path / "work").glob("*.ckpt"))) == 2
-    assert "lr_img 0.5" in bench.report([str(tmp_path / "rows.jsonl")])
+    _run(bench, monkeypatch, tmp_path, 4, "--lr-img", "0.5")
+    rows = _run(bench, monkeypatch, tmp_path, 4, "--pool-train-steps", "3")
+    # Not taken as done, and not resumed from another setting's checkpoint.
+    assert [(r["lr_img"], r["pool_train_steps"], r["resumed_from"]) for r in rows] == [
+        (1.0, 0, 0), (0.5, 0, 0), (1.0, 3, 0)]
+    assert len(list((tmp_path / "work").glob("*.ckpt"))) == 3
+    report = bench.report([str(tmp_path / "rows.jsonl")])
+    assert "lr_img 0.5" in report and "pool trained up to 3 steps" in report

@@ -60,6 +60,13 @@ class DMConfig:
     norm: str = "instancenorm"
     pooling: str = "avgpooling"
     embed_chunk: int = 512  # fast: real images per embedding call while precomputing
+    # fast: train pool network p for round(p * pool_train_steps / (pool_size - 1)) SGD
+    # steps on real batches before its means are taken, so the pool spans random to
+    # partly trained embeddings (IDM's trained-model queue, precomputed); 0 = DM's
+    # random networks. Costs pool_size * pool_train_steps / 2 training steps once.
+    pool_train_steps: int = 0
+    pool_train_lr: float = 0.01  # SGD, momentum 0.9, weight decay 5e-4 (IDM's net_decay)
+    pool_train_batch: int = 256
 
 
 class DMObjective(Objective):
@@ -74,10 +81,15 @@ class DMObjective(Objective):
         self.cfg = DMConfig(**kwargs)
         if self.cfg.mode not in ("fast", "plain"):
             raise ValueError(f"DM mode must be 'fast' or 'plain', got {self.cfg.mode!r}")
+        if self.cfg.pool_train_steps < 0:
+            raise ValueError("pool_train_steps must be >= 0")
+        if self.cfg.pool_train_steps and self.cfg.mode != "fast":
+            raise ValueError("pool_train_steps needs the fast DM mode (a network pool)")
         self._pool_means: Tensor | None = None  # (P, K, F) float32
         self._pool_seeds: np.ndarray | None = None  # (P, K) DSA seeds
         self._net_seeds: np.ndarray | None = None  # (P,)
         self._nets: list[ConvNet] = []
+        self._net_states: list[dict[str, Tensor]] | None = None  # trained pool weights
         self._compiled: dict[str, Any] = {}
         self.bf16 = bool(self.cfg.bf16)
         self.channels_last = bool(self.cfg.channels_last)
@@ -155,6 +167,7 @@ class DMObjective(Objective):
         self.im_size = (int(x_real.shape[2]), int(x_real.shape[3]))
         self.x_real = _resident(x_real, self.device)
         y_np = y_real.cpu().numpy()
+        self.y_real = torch.as_tensor(y_np, dtype=torch.long)
         self.class_idx = [np.flatnonzero(y_np == c) for c in range(self.num_classes)]
         self.bf16 = _native_bf16(self.device) if self.cfg.bf16 is None else self.cfg.bf16
         cl = self.cfg.channels_last
@@ -176,11 +189,17 @@ class DMObjective(Objective):
             self._net_seeds = rng.integers(0, 2**31 - 1, size=cfg.pool_size)
             self._pool_seeds = rng.integers(0, 100_000, size=(cfg.pool_size, self.num_classes))
         self._nets = [self._seeded_net(int(s)) for s in self._net_seeds]
+        from tqdm import tqdm
+
+        if cfg.pool_train_steps:
+            if self._net_states is None:
+                self._net_states = self._train_pool(seed, progress)
+            for net, state in zip(self._nets, self._net_states, strict=True):
+                net.load_state_dict(state)
         if self._pool_means is not None:  # restored from a checkpoint
             self._pool_means = self._pool_means.to(self.device)
             return
         assert self._pool_seeds is not None
-        from tqdm import tqdm
 
         # On a CPU a large pool takes minutes (pool_size x real_per_class x classes
         # forward passes) before the first iteration; say so rather than sit silent.
@@ -211,6 +230,52 @@ class DMObjective(Objective):
                     per_class.append((total / take.size).float())
                 means.append(torch.stack(per_class))
         self._pool_means = torch.stack(means)
+
+    def _train_pool(self, seed: int, progress: bool) -> list[dict[str, Tensor]]:
+        """Weights of each pool network after its share of training on real batches.
+
+        Network p trains for ``round(p * S / (P - 1))`` steps from its own seeded
+        initialization, on batches drawn from its own generator, so the result does not
+        depend on the order networks are trained in."""
+        from tqdm import tqdm
+
+        cfg = self.cfg
+        n = len(self._nets)
+        steps = [round(p * cfg.pool_train_steps / max(n - 1, 1)) for p in range(n)]
+        bar = tqdm(
+            total=sum(steps),
+            desc="DM pool: training networks",
+            unit="step",
+            file=sys.stderr,
+            disable=not progress,
+            dynamic_ncols=True,
+        )
+        states = []
+        n_real = self.y_real.numel()
+        with contextlib.closing(bar):
+            for p, net in enumerate(self._nets):
+                rng = np.random.default_rng([int(seed), 0x7A1, p])
+                params = list(net.parameters())
+                for q in params:
+                    q.requires_grad_(True)
+                opt = torch.optim.SGD(params, lr=cfg.pool_train_lr, momentum=0.9,
+                                      weight_decay=5e-4)
+                for _ in range(steps[p]):
+                    idx = rng.choice(n_real, size=min(cfg.pool_train_batch, n_real),
+                                     replace=False)
+                    xb = self._gather(idx)
+                    yb = to_device(self.y_real[torch.from_numpy(idx)], self.device)
+                    with self._autocast():
+                        logits = net(xb).float()
+                    loss = torch.nn.functional.cross_entropy(logits, yb)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    bar.update(1)
+                for q in params:
+                    q.requires_grad_(False)
+                states.append({k: v.detach().cpu().clone() for k, v in net.state_dict().items()})
+        return states
 
     # ------------------------------------------------------------------ loss
     def loss(self, syn: Tensor, labels: Tensor, rng: np.random.Generator) -> Tensor:
@@ -248,12 +313,16 @@ class DMObjective(Objective):
     def state_dict(self) -> dict[str, Any]:
         if self.cfg.mode != "fast" or self._pool_means is None:
             return {"cfg": asdict(self.cfg)}
-        return {
+        state = {
             "cfg": asdict(self.cfg),
             "pool_means": self._pool_means.cpu(),
             "pool_seeds": self._pool_seeds,
             "net_seeds": self._net_seeds,
         }
+        if self._net_states is not None:
+            # Retraining on resume would cost the whole pool training again.
+            state["net_states"] = self._net_states
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if _pool_key(state.get("cfg", {})) != _pool_key(asdict(self.cfg)):
@@ -262,11 +331,17 @@ class DMObjective(Objective):
             self._pool_means = state["pool_means"]
             self._pool_seeds = np.asarray(state["pool_seeds"])
             self._net_seeds = np.asarray(state["net_seeds"])
+            self._net_states = state.get("net_states")
 
 
 def _pool_key(cfg: dict[str, Any]) -> dict[str, Any]:
-    # Execution-only switches do not change what the pool holds.
-    return {k: v for k, v in cfg.items() if k not in ("compile", "embed_chunk", "batch_real")}
+    # Execution-only switches do not change what the pool holds. A knob the checkpoint
+    # predates had its default then, so its pool stays valid.
+    full = {**asdict(DMConfig()), **cfg}
+    skip = {"compile", "embed_chunk", "batch_real"}
+    if not full["pool_train_steps"]:
+        skip |= {"pool_train_lr", "pool_train_batch"}  # nothing was trained with them
+    return {k: v for k, v in full.items() if k not in skip}
 
 
 def _embed_syn(net: ConvNet, x: Tensor) -> Tensor:

@@ -1,0 +1,103 @@
+"""Fast DM's network pool with trained networks (``pool_train_steps``)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from cli.main import main
+from quadd_train.data import load_dataset
+from quadd_train.distill import DistillConfig, distill
+from quadd_train.methods.dm import DMObjective
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _real(bundle):
+    return bundle.normalize(bundle.x_train.float())
+
+
+def _prepared(bundle, steps: int, pool: int = 3) -> DMObjective:
+    obj = DMObjective(pool_size=pool, real_per_class=16, pool_train_steps=steps,
+                      pool_train_lr=0.1, pool_train_batch=64)
+    obj.prepare(_real(bundle), bundle.y_train, 10, 2, torch.device("cpu"),
+                seed=1)
+    return obj
+
+
+def _real_loss(obj: DMObjective, net_index: int, bundle) -> float:
+    with torch.no_grad():
+        logits = obj._nets[net_index](_real(bundle))
+        return float(torch.nn.functional.cross_entropy(logits, bundle.y_train))
+
+
+def test_pool_networks_are_trained_in_proportion(digits):
+    rand = _prepared(digits, 0)
+    trained = _prepared(digits, 60)
+    # Network 0 trains for 0 steps: the same weights and means as the random pool.
+    for a, b in zip(rand._nets[0].parameters(), trained._nets[0].parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert torch.equal(rand._pool_means[0], trained._pool_means[0])
+    # The last one trained for all 60 steps and fits the real data better.
+    assert _real_loss(trained, 2, digits) < 0.75 * _real_loss(rand, 2, digits)
+    assert _real_loss(trained, 2, digits) < _real_loss(trained, 1, digits)
+    assert not torch.equal(rand._pool_means[2], trained._pool_means[2])
+    # Frozen again for distillation: only the synthetic samples get gradients.
+    assert not any(p.requires_grad for net in trained._nets for p in net.parameters())
+
+
+def test_trained_pool_resumes_exactly_without_retraining(tmp_path, digits, capsys):
+    cfg = dict(budget_bytes=4096, bits=2, iterations=4, seed=3, pool_size=3,
+               real_per_class=16, ipc=4, pool_train_steps=6)
+    distill(DistillConfig(**cfg), digits, tmp_path / "full.qdd", progress=False)
+    ckpt = tmp_path / "p.ckpt"
+    distill(DistillConfig(**{**cfg, "iterations": 2}, checkpoint_every=2,
+                          checkpoint_path=str(ckpt)), digits, tmp_path / "part.qdd",
+            progress=True)
+    assert "training networks" in capsys.readouterr().err
+    res = distill(DistillConfig(**cfg, checkpoint_path=str(ckpt), resume=True), digits,
+                  tmp_path / "part.qdd", progress=True)
+    assert res.resumed_from == 2
+    assert "training networks" not in capsys.readouterr().err
+    assert (tmp_path / "full.qdd").read_bytes() == (tmp_path / "part.qdd").read_bytes()
+    # Another number of steps is another pool: no silent reuse.
+    with pytest.raises(ValueError, match="pool_train_steps"):
+        distill(DistillConfig(**{**cfg, "pool_train_steps": 7}, checkpoint_path=str(ckpt),
+                              resume=True), digits, tmp_path / "other.qdd", progress=False)
+
+
+def test_checkpointed_pool_from_before_the_knob_is_reused(digits):
+    obj = _prepared(digits, 0)
+    state = obj.state_dict()
+    del state["cfg"]["pool_train_steps"]  # as written before the knob existed
+    again = DMObjective(pool_size=3, real_per_class=16)  # unused training knobs differ
+    again.load_state_dict(state)
+    assert again._pool_means is state["pool_means"]
+    trained = DMObjective(pool_size=3, real_per_class=16, pool_train_steps=5,
+                          pool_train_lr=0.1, pool_train_batch=64)
+    trained.load_state_dict(state)
+    assert trained._pool_means is None  # a random pool is not a trained one
+
+
+def test_pool_training_needs_the_fast_mode(tmp_path):
+    with pytest.raises(ValueError, match="fast DM mode"):
+        DMObjective(mode="plain", pool_train_steps=3)
+    res = CliRunner().invoke(main, [
+        "distill", "--dataset", "digits", "--budget", "4KiB", "--dm-mode", "plain",
+        "--pool-train-steps", "3", "-o", str(tmp_path / "x.qdd"),
+    ])
+    assert res.exit_code != 0
+    assert "fast DM mode" in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "x.qdd").exists()
