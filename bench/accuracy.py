@@ -63,7 +63,8 @@ def _key(r: dict[str, Any]) -> tuple:
     return (r["budget"], r["kind"], r["bits"], r.get("quantizer", "uniform"),
             r.get("iterations"), r.get("dm_mode", "fast"), r.get("ipc_fixed"),
             r.get("post_codebook", "uniform"), r.get("quant_warmup", 0), r.get("upsample", 1),
-            r.get("lr_img", 1.0), r.get("pool_train_steps", 0))
+            r.get("lr_img", 1.0), r.get("pool_train_steps", 0),
+            r.get("pool_train_batch", 256))
 
 
 def _machine() -> str:
@@ -98,7 +99,7 @@ def _base_record(args: argparse.Namespace, r: dict[str, Any]) -> dict[str, Any]:
         "pool_size": args.pool_size, "real_per_class": args.real_per_class,
         "dm_mode": args.dm_mode, "ipc_fixed": args.ipc, "quant_warmup": args.quant_warmup,
         "upsample": args.upsample, "lr_img": args.lr_img,
-        "pool_train_steps": args.pool_train_steps,
+        "pool_train_steps": args.pool_train_steps, "pool_train_batch": args.pool_train_batch,
         "date": dt.date.today().isoformat(), "machine": _machine(),
         "torch": torch.__version__,
     }
@@ -155,7 +156,8 @@ def _distill_rows(args: argparse.Namespace, bundle: Any, r: dict[str, Any], budg
             f"-c{args.compile}"
             # Only a non-default rate is named, so older work files keep their names.
             + (f"-lr{args.lr_img:g}" if args.lr_img != 1.0 else "")
-            + (f"-pt{args.pool_train_steps}" if args.pool_train_steps else ""))
+            + (f"-pt{args.pool_train_steps}x{args.pool_train_batch}"
+               if args.pool_train_steps else ""))
     ckpt = work / f"{stem}.ckpt"
     pending = [n for n in stages
                if _key({**_base_record(args, r), "iterations": n}) not in done]
@@ -187,6 +189,7 @@ def _distill_rows(args: argparse.Namespace, bundle: Any, r: dict[str, Any], budg
             real_per_class=args.real_per_class, device=args.device, ipc=args.ipc,
             dm_mode=args.dm_mode, compile=args.compile, upsample=args.upsample,
             lr_img=args.lr_img, pool_train_steps=args.pool_train_steps,
+            pool_train_batch=args.pool_train_batch,
             # Often enough that a killed run loses little; dividing n_it, so the next
             # stage starts exactly where this one ended.
             checkpoint_every=math.gcd(100, n_it), checkpoint_path=str(ckpt), resume=True,
@@ -249,7 +252,8 @@ def report(paths: list[str]) -> str:
             if r.get("lr_img", 1.0) != 1.0:
                 kind += f", lr_img {r['lr_img']:g}"
             if r.get("pool_train_steps", 0):
-                kind += f", pool trained up to {r['pool_train_steps']} steps"
+                kind += (f", pool trained up to {r['pool_train_steps']} steps of "
+                         f"{r.get('pool_train_batch', 256)}")
             quant = r.get("quantizer", "-") if r["kind"] == "quadd" else "-"
             its = r.get("iterations") or "-"
             if r["status"] != "ok":
@@ -299,6 +303,7 @@ def main() -> None:
     ap.add_argument("--real-per-class", type=int, default=128)
     ap.add_argument("--pool-train-steps", type=int, default=0,
                     help="train the pool's networks on real data first (IDM); see distill")
+    ap.add_argument("--pool-train-batch", type=int, default=256)
     ap.add_argument("--eval-epochs", type=int, default=300)
     ap.add_argument("--runs", type=int, default=2)
     ap.add_argument("--eval-jobs", type=int, default=1,

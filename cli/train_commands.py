@@ -123,6 +123,8 @@ def _errors() -> tuple[type[BaseException], ...]:
               help="Fast mode: train the pool's networks on real batches first, network p "
               "for p/(pool size - 1) of this many SGD steps, so the pool spans random to "
               "partly trained embeddings (IDM). 0: random networks, as DM.")
+@click.option("--pool-train-batch", type=click.IntRange(min=1), default=256,
+              show_default=True, help="Real images per pool training step.")
 @click.option("--no-dsa", is_flag=True, help="Disable differentiable Siamese augmentation.")
 @click.option("--bf16/--no-bf16", default=None,
               help="bfloat16 autocast for the embedding network (default: when the "
@@ -163,6 +165,7 @@ def distill_command(
     pool_size: int,
     real_per_class: int,
     pool_train_steps: int,
+    pool_train_batch: int,
     no_dsa: bool,
     bf16: bool | None,
     channels_last: bool | None,
@@ -189,8 +192,9 @@ def distill_command(
         quant_warmup=quant_warmup, upsample=upsample,
         checkpoint_every=checkpoint_every, checkpoint_path=checkpoint_path, resume=resume,
         data_dir=data_dir, dm_mode=dm_mode, pool_size=pool_size,
-        real_per_class=real_per_class, pool_train_steps=pool_train_steps, dsa=not no_dsa,
-        channels_last=channels_last, bf16=bf16, compile=compile_,
+        real_per_class=real_per_class, pool_train_steps=pool_train_steps,
+        pool_train_batch=pool_train_batch, dsa=not no_dsa, channels_last=channels_last,
+        bf16=bf16, compile=compile_,
     )
     try:
         bundle = _load(dataset, data_dir)

@@ -101,6 +101,7 @@ class DistillConfig:
     pool_size: int = 128
     real_per_class: int = 256
     pool_train_steps: int = 0  # fast DM: train the pool's networks up to this many steps
+    pool_train_batch: int = 256  # real images per pool training step
     batch_real: int = 256
     dsa: bool = True
     channels_last: bool | None = None  # None: on CUDA only
@@ -128,6 +129,8 @@ class DistillConfig:
             raise ValueError("quant_warmup must be >= 0")
         if self.pool_train_steps < 0:
             raise ValueError("pool_train_steps must be >= 0")
+        if self.pool_train_batch < 1:
+            raise ValueError("pool_train_batch must be >= 1")
         if self.pool_train_steps and self.dm_mode != "fast":
             raise ValueError("pool_train_steps needs the fast DM mode (a network pool)")
         if self.ipc is not None and self.ipc < 1:
@@ -153,6 +156,7 @@ class DistillConfig:
             "pool_size": self.pool_size,
             "real_per_class": self.real_per_class,
             "pool_train_steps": self.pool_train_steps,
+            "pool_train_batch": self.pool_train_batch,
             "batch_real": self.batch_real,
             "dsa": self.dsa,
             "channels_last": self.channels_last,

@@ -73,4 +73,4 @@ def test_a_different_rate_or_pool_is_its_own_row_and_run(bench, monkeypatch, tmp
         (1.0, 0, 0), (0.5, 0, 0), (1.0, 3, 0)]
     assert len(list((tmp_path / "work").glob("*.ckpt"))) == 3
     report = bench.report([str(tmp_path / "rows.jsonl")])
-    assert "lr_img 0.5" in report and "pool trained up to 3 steps" in report
+    assert "lr_img 0.5" in report and "pool trained up to 3 steps of 256" in report
