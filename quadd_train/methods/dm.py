@@ -15,6 +15,11 @@ batch, that mean is exactly the expectation the reference estimates with 256 ima
 (with more images, so less noise). Each iteration then draws a pool entry and only
 pushes the synthetic images through its network. The approximation is the finite pool:
 ``pool_size`` networks instead of a fresh one per iteration.
+
+``pool_train_steps > 0`` departs from DM on purpose: the pool's networks are first
+trained on real batches for 0 to ``pool_train_steps`` steps, as in IDM (Zhao et al.,
+CVPR 2023), whose queue of partly trained networks gives more discriminative embeddings
+than random ones. Here that queue is precomputed once, like the means.
 """
 
 from __future__ import annotations
