@@ -127,12 +127,6 @@ class DistillConfig:
             raise ValueError("post_codebook must be 'uniform' or 'kmeans'")
         if self.quant_warmup < 0:
             raise ValueError("quant_warmup must be >= 0")
-        if self.pool_train_steps < 0:
-            raise ValueError("pool_train_steps must be >= 0")
-        if self.pool_train_batch < 1:
-            raise ValueError("pool_train_batch must be >= 1")
-        if self.pool_train_steps and self.dm_mode != "fast":
-            raise ValueError("pool_train_steps needs the fast DM mode (a network pool)")
         if self.ipc is not None and self.ipc < 1:
             raise ValueError("ipc must be >= 1")
 

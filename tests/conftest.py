@@ -148,3 +148,22 @@ def expected_decode(codes: np.ndarray, levels: np.ndarray, group: str) -> np.nda
 
 def file_size(path: str | os.PathLike) -> int:
     return os.path.getsize(path)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """scikit-learn's 8x8 digits as a DatasetBundle, loaded once per test module."""
+    from quadd_train.data import load_dataset  # torch only for the modules that ask
+
+    return load_dataset("digits")
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test: small models run faster and reproducibly so."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

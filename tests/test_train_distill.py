@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from quadd_codec import QddFile
-from quadd_train.data import load_dataset
 from quadd_train.distill import DistillConfig, distill, subset
 from quadd_train.quantizers import make_quantizer
 from quadd_train.synthetic import SyntheticSet
@@ -18,17 +17,7 @@ from quadd_train.synthetic import SyntheticSet
 BUDGET = 4096
 
 
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _cfg(**kw) -> DistillConfig:

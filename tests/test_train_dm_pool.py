@@ -7,22 +7,10 @@ import torch
 from click.testing import CliRunner
 
 from cli.main import main
-from quadd_train.data import load_dataset
 from quadd_train.distill import DistillConfig, distill
 from quadd_train.methods.dm import DMObjective
 
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _real(bundle):

@@ -10,7 +10,6 @@ import torch
 from click.testing import CliRunner
 
 from quadd_train.augment import AUGMENT_FNS, DEFAULT_STRATEGY, ParamDiffAug, diff_augment
-from quadd_train.data import load_dataset
 from quadd_train.evaluate import _check_qdd_matches, evaluate_qdd, evaluate_tensors
 from quadd_train.networks import ConvNet
 
@@ -20,11 +19,6 @@ except ImportError:  # not installed: import from the source tree
     from cli.eval_command import eval_command
 
 torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits")
 
 
 def _ipc_subset(b, ipc: int):

@@ -88,6 +88,8 @@ class DMObjective(Objective):
             raise ValueError(f"DM mode must be 'fast' or 'plain', got {self.cfg.mode!r}")
         if self.cfg.pool_train_steps < 0:
             raise ValueError("pool_train_steps must be >= 0")
+        if self.cfg.pool_train_batch < 1:
+            raise ValueError("pool_train_batch must be >= 1")
         if self.cfg.pool_train_steps and self.cfg.mode != "fast":
             raise ValueError("pool_train_steps needs the fast DM mode (a network pool)")
         self._pool_means: Tensor | None = None  # (P, K, F) float32
@@ -194,8 +196,6 @@ class DMObjective(Objective):
             self._net_seeds = rng.integers(0, 2**31 - 1, size=cfg.pool_size)
             self._pool_seeds = rng.integers(0, 100_000, size=(cfg.pool_size, self.num_classes))
         self._nets = [self._seeded_net(int(s)) for s in self._net_seeds]
-        from tqdm import tqdm
-
         if cfg.pool_train_steps:
             if self._net_states is None:
                 self._net_states = self._train_pool(seed, progress)
@@ -205,6 +205,7 @@ class DMObjective(Objective):
             self._pool_means = self._pool_means.to(self.device)
             return
         assert self._pool_seeds is not None
+        from tqdm import tqdm
 
         # On a CPU a large pool takes minutes (pool_size x real_per_class x classes
         # forward passes) before the first iteration; say so rather than sit silent.
