@@ -90,9 +90,14 @@ def _ratio(a: float, b: float) -> str:
 @click.option("--upsample", type=click.IntRange(1, 16), default=1, show_default=True,
               help="Store images this many times smaller per side (block means); "
                    "readers enlarge them by repetition (.qdd 1.1).")
+@click.option("--upsample-filter", type=click.Choice(["nearest", "linear"]), default="nearest",
+              show_default=True,
+              help="How readers enlarge --upsample images: repeat each value (nearest) or "
+                   "interpolate bilinearly (linear, .qdd 1.2).")
 @_progress_option
 def encode_command(source: Path, output: Path, bits: int, codebook: str, group: str,
-                   codebook_dtype: str, upsample: int, progress: bool | None) -> None:
+                   codebook_dtype: str, upsample: int, upsample_filter: str,
+                   progress: bool | None) -> None:
     """Quantize IN and write it as a bit-packed .qdd file.
 
     IN is a .npz (x, optional y and classes), a .npy (x only), a zarr store (group with
@@ -109,6 +114,8 @@ def encode_command(source: Path, output: Path, bits: int, codebook: str, group: 
     if output.suffix.lower() in (".npz", ".npy", ".zarr"):
         raise click.BadParameter(f"{output} looks like a decode output; encode writes a .qdd",
                                  param_hint="'-o'")
+    if upsample_filter != "nearest" and upsample == 1:
+        raise click.BadParameter("needs --upsample 2 or more", param_hint="'--upsample-filter'")
     x, y, class_names = load_source(source, progress=show)
     n, decoded_shape, decoded_values = x.shape[0], x.shape[1:], x.size
     x = downsample_mean(x, upsample)
@@ -119,7 +126,8 @@ def encode_command(source: Path, output: Path, bits: int, codebook: str, group: 
     with tqdm(total=n, desc="packing", unit="sample", disable=not show, leave=False,
               file=sys.stderr) as bar:
         size = write_qdd(output, codes, levels, y, bits, group, class_names,
-                         codebook_dtype=codebook_dtype, progress=bar.update, upsample=upsample)
+                         codebook_dtype=codebook_dtype, progress=bar.update, upsample=upsample,
+                         upsample_filter=upsample_filter)
     in_bytes = input_nbytes(source)
     stored = f" (stored as {_shape(x.shape[1:])})" if upsample > 1 else ""
     click.echo(
@@ -221,6 +229,7 @@ def inspect_info(f: Any, label: str) -> dict[str, Any]:
         "values_per_sample": per_sample,
         "stored_shape": list(lay.sample_shape),
         "upsample": lay.upsample,
+        "upsample_filter": lay.upsample_filter,
         "bits": lay.bits,
         "raw_float32": lay.bits == 32,
         "group": lay.group,
@@ -250,8 +259,10 @@ def _format_info(info: dict[str, Any]) -> str:
         f"({info['values_per_sample']} values each)",
     ]
     if info["upsample"] != 1:
+        how = ("linear interpolation" if info["upsample_filter"] == "linear"
+               else "repetition")
         lines.append(f"stored as       {_shape(info['stored_shape'])}, upsampled "
-                     f"{info['upsample']}x by repetition")
+                     f"{info['upsample']}x by {how}")
     if info["raw_float32"]:
         lines.append("bits            32 (raw float32, no codebook)")
     else:

@@ -25,6 +25,7 @@ from .layout import (
     upsample_nearest,
 )
 from .reader import QddFile, open_qdd
+from .upsample import linear_taps, upsample, upsample_linear
 from .writer import atomic_write, encode_qdd, write_qdd
 
 __all__ = [
@@ -33,5 +34,5 @@ __all__ = [
     "QddTruncatedError", "QddValueError", "QddVersionError", "atomic_write", "downsample_mean",
     "encode_qdd", "encoded_size", "fit_levels", "max_samples_per_class", "open_qdd",
     "pack_rows", "packed_nbytes", "quantize", "quantize_array", "unpack_rows",
-    "upsample_nearest", "write_qdd",
+    "linear_taps", "upsample", "upsample_linear", "upsample_nearest", "write_qdd",
 ]

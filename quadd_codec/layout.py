@@ -33,10 +33,16 @@ MAJOR = 1
 MINOR = 0
 #: Minor version of files that use the `upsample` feature (section 7a of FORMAT.md).
 UPSAMPLE_MINOR = 1
+#: Minor version of files that enlarge by linear interpolation (section 7b).
+LINEAR_MINOR = 2
 #: Required-feature bit 0: samples are stored at reduced resolution (header `upsample`).
 FEATURE_UPSAMPLE = 1
+#: Required-feature bit 1: they are enlarged by linear interpolation (`upsample_filter`).
+FEATURE_LINEAR = 2
 #: Required-feature bits this reader implements.
-KNOWN_REQUIRED_FEATURES = FEATURE_UPSAMPLE
+KNOWN_REQUIRED_FEATURES = FEATURE_UPSAMPLE | FEATURE_LINEAR
+#: Enlargement filters; the first is the default, left out of the header.
+UPSAMPLE_FILTERS = ("nearest", "linear")
 MAX_UPSAMPLE = 16
 PREFIX = struct.Struct("<8sHHIII")  # signature, major, minor, required features, header len, crc
 PREFIX_SIZE = PREFIX.size  # 24
@@ -103,6 +109,7 @@ class Layout:
     minor: int
     meta: dict[str, Any] = field(default_factory=dict)
     upsample: int = 1  # integer factor on the last two axes; 1: stored at full size
+    upsample_filter: str = "nearest"  # how that enlargement is computed (sections 7a, 7b)
 
     @property
     def values_per_sample(self) -> int:
@@ -252,6 +259,7 @@ def build_header(
     crcs: Mapping[str, int] | None = None,
     meta: Mapping[str, Any] | None = None,
     upsample: int = 1,
+    upsample_filter: str = "nearest",
 ) -> bytes:
     """msgpack header bytes. Sizes never depend on CRC values (always 4-byte bin)."""
     sections = []
@@ -278,6 +286,8 @@ def build_header(
         header["meta"] = dict(meta)
     if upsample != 1:
         header["upsample"] = int(upsample)
+    if upsample_filter != UPSAMPLE_FILTERS[0]:
+        header["upsample_filter"] = upsample_filter
     # Single floats: the de-normalization constants are float32 values, and 5 bytes
     # each instead of 9 keeps the container overhead small.
     return msgpack.packb(header, use_bin_type=True, use_single_float=True)
@@ -300,6 +310,7 @@ def check_write_args(
     class_names: Sequence[str],
     denorm: Denorm | None,
     upsample: int = 1,
+    upsample_filter: str = "nearest",
 ) -> None:
     """Reject what the reader would reject, before a single byte is written."""
     if bits != RAW_BITS and not (isinstance(bits, int) and 1 <= bits <= 8):
@@ -321,12 +332,13 @@ def check_write_args(
         raise QddValueError(
             f"denorm has {len(denorm.scale)} channels, samples have {channels_of(sample_shape)}"
         )
-    problem = _upsample_problem(upsample, sample_shape)
+    problem = _upsample_problem(upsample, sample_shape, upsample_filter)
     if problem:
         raise QddValueError(problem)
 
 
-def _upsample_problem(upsample: Any, sample_shape: Sequence[int]) -> str | None:
+def _upsample_problem(upsample: Any, sample_shape: Sequence[int],
+                      upsample_filter: Any = "nearest") -> str | None:
     if not isinstance(upsample, int) or isinstance(upsample, bool):
         return f"upsample must be an integer, got {upsample!r}"
     if not 1 <= upsample <= MAX_UPSAMPLE:
@@ -336,6 +348,11 @@ def _upsample_problem(upsample: Any, sample_shape: Sequence[int]) -> str | None:
                 f"got shape {tuple(sample_shape)}")
     if math.prod(output_shape(sample_shape, upsample)) > MAX_COUNT:
         return "upsampled samples are too large"
+    if not isinstance(upsample_filter, str) or upsample_filter not in UPSAMPLE_FILTERS:
+        return (f"unknown upsample filter {upsample_filter!r}; expected one of "
+                f"{', '.join(UPSAMPLE_FILTERS)}")
+    if upsample_filter != UPSAMPLE_FILTERS[0] and upsample == 1:
+        return f"upsample filter {upsample_filter!r} needs an upsample factor of 2 or more"
     return None
 
 
@@ -453,13 +470,20 @@ def parse_header(raw: bytes, minor: int, required: int = 0) -> Layout:
     upsample = header.get("upsample", 1)
     if "upsample" in header and upsample == 1:
         raise QddHeaderError("header field 'upsample' must be left out when it is 1")
-    problem = _upsample_problem(upsample, shape)
+    upsample_filter = header.get("upsample_filter", UPSAMPLE_FILTERS[0])
+    if "upsample_filter" in header and upsample_filter == UPSAMPLE_FILTERS[0]:
+        raise QddHeaderError(
+            f"header field 'upsample_filter' must be left out when it is {upsample_filter!r}")
+    problem = _upsample_problem(upsample, shape, upsample_filter)
     if problem:
         raise QddHeaderError(problem)
     if (upsample != 1) != bool(required & FEATURE_UPSAMPLE):
         raise QddHeaderError(
             "header field 'upsample' and required-feature bit 0 disagree: the file is damaged"
         )
+    if (upsample_filter == "linear") != bool(required & FEATURE_LINEAR):
+        raise QddHeaderError("header field 'upsample_filter' and required-feature bit 1 "
+                             "disagree: the file is damaged")
 
     denorm = None
     if denorm_raw is not None:
@@ -477,7 +501,7 @@ def parse_header(raw: bytes, minor: int, required: int = 0) -> Layout:
     layout = Layout(
         n=n, sample_shape=tuple(shape), bits=bits, group=group, codebook_dtype=cb_dtype,
         class_names=tuple(classes), denorm=denorm, sections=sections, header_len=len(raw),
-        minor=minor, meta=meta, upsample=upsample,
+        minor=minor, meta=meta, upsample=upsample, upsample_filter=upsample_filter,
     )
     _check_section_lengths(layout)
     return layout
@@ -542,19 +566,20 @@ def encoded_size(
     soft_labels: bool = False,
     meta: Mapping[str, Any] | None = None,
     upsample: int = 1,
+    upsample_filter: str = "nearest",
 ) -> int:
     """Exact size in bytes of the `.qdd` file `write_qdd` produces for these arguments.
 
     `sample_shape` is the stored shape (before `upsample`)."""
     sample_shape = tuple(int(d) for d in sample_shape)
     check_write_args(n, sample_shape, bits, group, codebook_dtype, class_names, denorm,
-                     upsample)
+                     upsample, upsample_filter)
     lengths = section_plan(n, sample_shape, bits, group, codebook_dtype, class_names,
                            provenance_bytes(provenance), soft_labels)
     header = build_header(
         n=n, sample_shape=sample_shape, bits=bits, group=group, codebook_dtype=codebook_dtype,
         class_names=class_names, denorm=denorm, section_lengths=lengths, meta=meta,
-        upsample=upsample,
+        upsample=upsample, upsample_filter=upsample_filter,
     )
     return PREFIX_SIZE + len(header) + sum(length for _, length in lengths) + TRAILER_SIZE
 
@@ -600,13 +625,14 @@ def max_samples_per_class(
     soft_labels: bool = False,
     meta: Mapping[str, Any] | None = None,
     upsample: int = 1,
+    upsample_filter: str = "nearest",
 ) -> int:
     """Largest samples-per-class count whose file fits in `budget_bytes` (0 if none does)."""
     k = max(1, len(class_names))
 
     def size(ipc: int) -> int:
         return encoded_size(ipc * k, sample_shape, bits, group, class_names, codebook_dtype,
-                            denorm, provenance, soft_labels, meta, upsample)
+                            denorm, provenance, soft_labels, meta, upsample, upsample_filter)
 
     if size(1) > budget_bytes:
         return 0

@@ -37,8 +37,8 @@ from .layout import (
     parse_header,
     parse_prefix,
     parse_trailer,
-    upsample_nearest,
 )
+from .upsample import upsample
 
 #: Largest file read from a non-seekable stream unless the caller raises it.
 DEFAULT_STREAM_LIMIT = 4 << 30
@@ -245,6 +245,11 @@ class QddFile:
         return self.layout.upsample
 
     @property
+    def upsample_filter(self) -> str:
+        """How stored samples are enlarged: "nearest" (repetition) or "linear"."""
+        return self.layout.upsample_filter
+
+    @property
     def bits(self) -> int:
         return self.layout.bits
 
@@ -331,7 +336,7 @@ class QddFile:
 
         With `denormalize`, values are mapped to the source value space with the file's
         per-channel scale and offset (float32 multiply, then float32 add). A file stored
-        at reduced resolution is upsampled last, by repeating each value.
+        at reduced resolution is upsampled last, with its filter (FORMAT.md 7a, 7b).
         """
         lay = self.layout
         ids = self._ids(key)
@@ -351,7 +356,8 @@ class QddFile:
             denormalize = denormalize and not fold
         if denormalize and lay.denorm is not None:
             out = self._denormalize(out)
-        out = upsample_nearest(out.reshape((ids.size, *lay.sample_shape)), lay.upsample)
+        out = upsample(out.reshape((ids.size, *lay.sample_shape)), lay.upsample,
+                       lay.upsample_filter)
         return out[0] if isinstance(key, (int, np.integer)) else out
 
     def _denormalize(self, out: np.ndarray) -> np.ndarray:
@@ -412,6 +418,8 @@ class QddFile:
     def __repr__(self) -> str:
         where = self.path or "<memory>"
         up = f", upsample={self.upsample}" if self.upsample != 1 else ""
+        if self.upsample_filter != "nearest":
+            up += f", upsample_filter={self.upsample_filter!r}"
         return (f"QddFile({where!r}, n={self.n}, shape={self.sample_shape}, bits={self.bits}, "
                 f"group={self.group!r}, classes={self.num_classes}{up})")
 

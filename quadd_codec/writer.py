@@ -15,7 +15,9 @@ from .crc import crc32c
 from .errors import QddValueError
 from .layout import (
     CODEBOOK_DTYPES,
+    FEATURE_LINEAR,
     FEATURE_UPSAMPLE,
+    LINEAR_MINOR,
     MINOR,
     PREFIX_SIZE,
     RAW_BITS,
@@ -49,6 +51,7 @@ def encode_qdd(
     meta: Mapping[str, Any] | None = None,
     progress: Any = None,
     upsample: int = 1,
+    upsample_filter: str = "nearest",
 ) -> list[bytes | memoryview]:
     """Build a whole `.qdd` file as a list of byte chunks (concatenated, they are the file).
 
@@ -56,7 +59,8 @@ def encode_qdd(
     samples themselves (then `levels` is None). `levels` is (G, 2**bits), rows sorted.
     `progress`, if given, is called with the number of samples packed in each step.
     `upsample` > 1 marks the samples as stored at reduced resolution: readers decode
-    each to `(C, H * upsample, W * upsample)` by repeating values (FORMAT.md 7a).
+    each to `(C, H * upsample, W * upsample)`, by repeating values (FORMAT.md 7a) or,
+    with `upsample_filter="linear"`, by bilinear interpolation (7b).
     """
     codes = np.asarray(codes)
     if codes.ndim < 2:
@@ -64,7 +68,7 @@ def encode_qdd(
     n, sample_shape = codes.shape[0], tuple(int(d) for d in codes.shape[1:])
     class_names = [str(c) for c in class_names]
     check_write_args(n, sample_shape, bits, group, codebook_dtype, class_names, denorm,
-                     upsample)
+                     upsample, upsample_filter)
 
     codebook_bytes = _codebook_bytes(levels, bits, group, n, sample_shape, codebook_dtype)
     code_chunks = _code_chunks(codes, bits, progress)
@@ -90,7 +94,7 @@ def encode_qdd(
     return assemble_qdd(
         [(name, payloads[name]) for name, _ in plan], n=n, sample_shape=sample_shape,
         bits=bits, group=group, codebook_dtype=codebook_dtype, class_names=class_names,
-        denorm=denorm, meta=meta, upsample=upsample,
+        denorm=denorm, meta=meta, upsample=upsample, upsample_filter=upsample_filter,
     )
 
 
@@ -107,6 +111,7 @@ def assemble_qdd(
     meta: Mapping[str, Any] | None = None,
     minor: int = MINOR,
     upsample: int = 1,
+    upsample_filter: str = "nearest",
 ) -> list[bytes | memoryview]:
     """Frame ready section payloads (name, byte chunks) with prefix, header and trailer.
 
@@ -124,13 +129,16 @@ def assemble_qdd(
     header = build_header(
         n=n, sample_shape=sample_shape, bits=bits, group=group, codebook_dtype=codebook_dtype,
         class_names=class_names, denorm=denorm, section_lengths=lengths, crcs=crcs, meta=meta,
-        upsample=upsample,
+        upsample=upsample, upsample_filter=upsample_filter,
     )
     total = PREFIX_SIZE + len(header) + sum(length for _, length in lengths) + TRAILER_SIZE
     # A file without the feature stays a 1.0 file, byte for byte what 1.0 writers made.
     required = FEATURE_UPSAMPLE if upsample != 1 else 0
     if required:
         minor = max(minor, UPSAMPLE_MINOR)
+    if upsample_filter == "linear":
+        required |= FEATURE_LINEAR
+        minor = max(minor, LINEAR_MINOR)
     out: list[bytes | memoryview] = [pack_prefix(header, crc32c(header), minor, required),
                                      header]
     for _, chunks in sections:
@@ -222,14 +230,16 @@ def write_qdd(path: str | os.PathLike, codes: np.ndarray, levels: np.ndarray | N
               denorm: Denorm | None = None, codebook_dtype: str = "f4",
               provenance: Mapping[str, Any] | None = None,
               soft_labels: np.ndarray | None = None, meta: Mapping[str, Any] | None = None,
-              progress: Any = None, upsample: int = 1) -> int:
+              progress: Any = None, upsample: int = 1,
+              upsample_filter: str = "nearest") -> int:
     """Encode and write a `.qdd` file atomically; returns its size in bytes.
 
     The bytes go to a temporary file beside `path`, are flushed to disk, then renamed
     over `path`: a crash or an error leaves either the old file or none, never half a file.
     """
     chunks = encode_qdd(codes, levels, labels, bits, group, class_names, denorm,
-                        codebook_dtype, provenance, soft_labels, meta, progress, upsample)
+                        codebook_dtype, provenance, soft_labels, meta, progress, upsample,
+                        upsample_filter)
     return atomic_write(path, chunks)
 
 

@@ -81,6 +81,7 @@ def export_zarr(
             "n": lay.n,
             "sample_shape": list(lay.sample_shape),
             "upsample": lay.upsample,
+            "upsample_filter": lay.upsample_filter,
             "bits": lay.bits,
             "group": lay.group,
             "codebook_dtype": lay.codebook_dtype,
@@ -156,6 +157,7 @@ class QddArrays:
     minor: int = 0
     extra_sections: list[tuple[str, bytes]] = field(default_factory=list)
     upsample: int = 1
+    upsample_filter: str = "nearest"
 
     @property
     def n(self) -> int:
@@ -171,7 +173,7 @@ class QddArrays:
     def to_chunks(self) -> list[bytes]:
         """The `.qdd` file these arrays describe, as byte chunks."""
         check_write_args(self.n, self.sample_shape, self.bits, self.group, self.codebook_dtype,
-                         self.class_names, self.denorm, self.upsample)
+                         self.class_names, self.denorm, self.upsample, self.upsample_filter)
         if self.bits == RAW_BITS:
             codebooks = b""
         else:
@@ -190,6 +192,7 @@ class QddArrays:
             sample_shape=self.sample_shape, bits=self.bits, group=self.group,
             codebook_dtype=self.codebook_dtype, class_names=self.class_names,
             denorm=self.denorm, meta=self.meta, minor=self.minor, upsample=self.upsample,
+            upsample_filter=self.upsample_filter,
         )
 
 
@@ -230,6 +233,7 @@ def import_zarr(store_path: str | os.PathLike) -> QddArrays:
             class_names=[str(c) for c in attrs.get("classes", [])], denorm=denorm,
             meta=dict(attrs.get("meta") or {}), minor=int(attrs.get("qdd_version", [1, 0])[1]),
             extra_sections=extras, upsample=int(attrs.get("upsample", 1)),
+            upsample_filter=str(attrs.get("upsample_filter", "nearest")),
         )
     except QddValueError:
         raise

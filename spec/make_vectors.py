@@ -59,6 +59,36 @@ def reference_denorm(values: np.ndarray, denorm: Denorm) -> np.ndarray:
     return per.reshape(values.shape)
 
 
+def reference_linear(values: np.ndarray, f: int) -> np.ndarray:
+    """FORMAT.md 7b, one output value at a time: height first, then width, float32."""
+
+    def taps(size: int) -> list[tuple[int, int, np.float32, np.float32]]:
+        out = []
+        for i in range(size * f):
+            t = max(2 * i + 1 - f, 0)
+            i0, r = divmod(t, 2 * f)
+            out.append((i0, min(i0 + 1, size - 1), np.float32(r / (2 * f)),
+                        np.float32((2 * f - r) / (2 * f))))
+        return out
+
+    lead, (h, w) = values.shape[:-2], values.shape[-2:]
+    flat = values.reshape(-1, h, w)
+    tall = np.empty((flat.shape[0], h * f, w), np.float32)
+    for i, (i0, i1, w1, w0) in enumerate(taps(h)):
+        tall[:, i, :] = w0 * flat[:, i0, :] + w1 * flat[:, i1, :]
+    out = np.empty((flat.shape[0], h * f, w * f), np.float32)
+    for j, (j0, j1, w1, w0) in enumerate(taps(w)):
+        out[:, :, j] = w0 * tall[:, :, j0] + w1 * tall[:, :, j1]
+    return out.reshape(*lead, h * f, w * f)
+
+
+def reference_enlarge(values: np.ndarray, f: int, linear: bool) -> np.ndarray:
+    if linear:  # section 7b, applied after de-normalization
+        return reference_linear(values, f)
+    # section 7a: each stored value repeated into an f x f block
+    return values.repeat(f, axis=-2).repeat(f, axis=-1)
+
+
 def specs() -> list[dict[str, Any]]:
     """The vectors: encoder inputs and a one-line description each."""
     rng = np.random.default_rng(20240601)
@@ -114,6 +144,15 @@ def specs() -> list[dict[str, Any]]:
               "2-bit per-channel stored (2,2,3), upsample 2: decodes to (2,4,6) (feature bit 0)",
               rng.normal(size=(3, 2, 2, 3)), 2, "channel", ["a", "b"], np.array([1, 0, 1]),
               denorm=Denorm([0.5, 0.25], [0.5, 0.125]), upsample=2)
+    quantized("channel_3bit_linear3",
+              "3-bit per-channel stored (2,2,3), upsample 3, linear: decodes to (2,6,9) "
+              "(feature bits 0 and 1)",
+              rng.normal(size=(2, 2, 2, 3)), 3, "channel", ["a", "b"], np.array([0, 1]),
+              denorm=Denorm([0.25, 2.0], [0.5, -1.0]), upsample=3, upsample_filter="linear")
+    quantized("tensor_2bit_linear2",
+              "2-bit stored (1,3,2), upsample 2, linear: decodes to (1,6,4), exact weights",
+              rng.normal(size=(2, 1, 3, 2)), 2, "tensor", ["a", "b"], np.array([1, 0]),
+              upsample=2, upsample_filter="linear")
     return out
 
 
@@ -126,19 +165,22 @@ def main(out_dir: Path) -> None:
         chunks = encode_qdd(spec["codes"], spec["levels"], spec["labels"], spec["bits"],
                             spec["group"], spec["classes"], denorm, spec["cb_dtype"],
                             spec.get("provenance"), spec.get("soft_labels"), spec.get("meta"),
-                            upsample=spec.get("upsample", 1))
+                            upsample=spec.get("upsample", 1),
+                            upsample_filter=spec.get("upsample_filter", "nearest"))
         data = b"".join(bytes(c) for c in chunks)
         if spec["bits"] == 32:
             decoded = spec["codes"].astype(np.float32)
         else:
             decoded = reference_decode(spec["codes"], spec["levels"], spec["group"])
         up = spec.get("upsample", 1)
-        if up != 1:  # section 7a: each stored value repeated into an up x up block
-            decoded = decoded.repeat(up, axis=-2).repeat(up, axis=-1)
+        linear = spec.get("upsample_filter", "nearest") == "linear"
+        source = None if denorm is None else reference_denorm(decoded, denorm)
+        if up != 1:
+            decoded = reference_enlarge(decoded, up, linear)
+            source = None if source is None else reference_enlarge(source, up, linear)
         arrays = {"codes": spec["codes"], "levels": spec["levels"], "decoded": decoded,
                   "labels": None if spec["labels"] is None else spec["labels"].astype(np.int64),
-                  "soft_labels": spec.get("soft_labels"),
-                  "denormalized": None if denorm is None else reference_denorm(decoded, denorm)}
+                  "soft_labels": spec.get("soft_labels"), "denormalized": source}
         f = QddFile(data, verify=True)  # the reader must agree before anything is written
         assert np.array_equal(f.read_all().view(np.uint32), decoded.view(np.uint32)), name
         if denorm is not None:
@@ -159,6 +201,7 @@ def main(out_dir: Path) -> None:
             "denorm": None if denorm is None else [list(denorm.scale), list(denorm.offset)],
             "provenance": spec.get("provenance"), "meta": spec.get("meta"),
             **({"upsample": up} if up != 1 else {}),
+            **({"upsample_filter": "linear"} if linear else {}),
         })
         print(f"{name:28s} {len(data):6d} bytes")
     # One vector a line: readable diffs, and the 1000 class names stay on one line.

@@ -159,8 +159,9 @@ def test_bit_flips_in_every_byte():
                 assert f.layout.minor == 1 << (bit + 8 * (pos - 10))
                 np.testing.assert_array_equal(f.read_all(), reference)
                 continue
-            elif pos == 12 and bit == 0:
-                # Bit 0 is a known feature (upsample): the header then contradicts it.
+            elif pos == 12 and bit in (0, 1):
+                # Bits 0 and 1 are known features (upsample, its linear filter): the
+                # header then contradicts them.
                 expect = (QddHeaderError,)
             elif pos < 16:
                 expect = (QddFeatureError,)
@@ -234,7 +235,7 @@ def test_unknown_major_version(major):
         QddFile(io.BytesIO(recraft(BASE, major=major)))
 
 
-@pytest.mark.parametrize("features", [2, 4, 1 << 31, 0xFFFFFFFF])
+@pytest.mark.parametrize("features", [4, 8, 1 << 31, 0xFFFFFFFF])
 def test_unknown_required_feature(features):
     with pytest.raises(QddFeatureError):
         QddFile(recraft(BASE, features=features))

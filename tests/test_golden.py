@@ -60,6 +60,7 @@ def test_decodes_to_committed_arrays(name):
             assert (f.n, list(f.stored_shape), f.bits, f.group) == (
                 spec["n"], spec["shape"], spec["bits"], spec["group"])
             assert f.upsample == spec.get("upsample", 1)
+            assert f.upsample_filter == spec.get("upsample_filter", "nearest")
             assert f.sample_shape == decoded.shape[1:]
             assert f.layout.codebook_dtype == spec["cb_dtype"]
             assert f.class_names == spec["classes"]
@@ -95,7 +96,8 @@ def test_reencoding_gives_the_same_bytes(name):
     chunks = encode_qdd(load(name, "codes"), load(name, "levels"), load(name, "labels"),
                         spec["bits"], spec["group"], spec["classes"], denorm, spec["cb_dtype"],
                         spec["provenance"], load(name, "soft_labels"), spec["meta"],
-                        upsample=spec.get("upsample", 1))
+                        upsample=spec.get("upsample", 1),
+                        upsample_filter=spec.get("upsample_filter", "nearest"))
     assert b"".join(bytes(c) for c in chunks) == (VECTORS / f"{name}.qdd").read_bytes()
 
 
@@ -133,7 +135,7 @@ def read_stream(data: bytes, count: int, bits: int) -> list[int]:
 
 def spec_decode(data: bytes):
     sig, major, _minor, features, header_len, header_crc = struct.unpack("<8sHHIII", data[:24])
-    assert sig == b"\x89QDD\r\n\x1a\n" and major == 1 and features in (0, 1)
+    assert sig == b"\x89QDD\r\n\x1a\n" and major == 1 and features in (0, 1, 3)
     raw = data[24 : 24 + header_len]
     assert crc32c_reference(raw) == header_crc
     h = msgpack.unpackb(raw, raw=False)
@@ -169,11 +171,9 @@ def spec_decode(data: bytes):
                 values[sample, i] = levels[g, q]
         values = values.reshape(n, *shape)
     f = h.get("upsample", 1)
-    assert (f != 1) == (features == 1) and (f == 1 or (2 <= f <= 16 and _minor == 1))
-    if f != 1:  # FORMAT.md 7a: out[..., i, j] = stored[..., i // f, j // f]
-        rows = np.arange(shape[-2] * f) // f
-        cols = np.arange(shape[-1] * f) // f
-        values = values[..., rows[:, None], cols[None, :]]
+    linear = h.get("upsample_filter") == "linear"
+    assert (f != 1) == bool(features & 1) and linear == bool(features & 2)
+    assert f == 1 or 2 <= f <= 16 and _minor == (2 if linear else 1)
     labels = None
     if k == 1:
         labels = np.zeros(n, np.int64)
@@ -184,10 +184,32 @@ def spec_decode(data: bytes):
     return h, values, labels
 
 
+def spec_enlarge(h: dict, values: np.ndarray) -> np.ndarray:
+    f, (height, width) = h.get("upsample", 1), values.shape[-2:]
+    if f == 1:
+        return values
+    if h.get("upsample_filter") != "linear":  # 7a: out[..., i, j] = stored[..., i//f, j//f]
+        rows = np.arange(height * f) // f
+        cols = np.arange(width * f) // f
+        return values[..., rows[:, None], cols[None, :]]
+
+    def taps(size):  # 7b, written out from the prose
+        t = np.maximum(2 * np.arange(size * f) + 1 - f, 0)
+        i0, r = t // (2 * f), t % (2 * f)
+        return (i0, np.minimum(i0 + 1, size - 1), (2 * f - r) / (2 * f),
+                r / (2 * f))
+
+    i0, i1, w0, w1 = taps(height)
+    w0, w1 = w0.astype(np.float32)[:, None], w1.astype(np.float32)[:, None]
+    values = w0 * values[..., i0, :] + w1 * values[..., i1, :]
+    j0, j1, v0, v1 = taps(width)
+    return v0.astype(np.float32) * values[..., j0] + v1.astype(np.float32) * values[..., j1]
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_spec_reader_agrees(name):
     header, values, labels = spec_decode((VECTORS / f"{name}.qdd").read_bytes())
-    assert same_bits(values.astype(np.float32), load(name, "decoded"))
+    assert same_bits(spec_enlarge(header, values.astype(np.float32)), load(name, "decoded"))
     expected_labels = load(name, "labels")
     if expected_labels is None:
         assert labels is None
@@ -196,6 +218,6 @@ def test_spec_reader_agrees(name):
     if header.get("denorm") is not None:
         scale, offset = (np.asarray(p, np.float32) for p in header["denorm"])
         per = values.reshape(values.shape[0], len(scale), -1)
-        out = per * scale[None, :, None] + offset[None, :, None]
-        assert same_bits(out.reshape(values.shape).astype(np.float32),
+        out = (per * scale[None, :, None] + offset[None, :, None]).astype(np.float32)
+        assert same_bits(spec_enlarge(header, out.reshape(values.shape)),
                          load(name, "denormalized"))

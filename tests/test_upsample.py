@@ -1,4 +1,5 @@
-"""The `upsample` feature (FORMAT.md 7a): samples stored smaller, decoded by repetition."""
+"""The `upsample` feature: samples stored smaller, decoded by repetition (FORMAT.md 7a) or
+by linear interpolation (7b)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import io
 
 import numpy as np
 import pytest
+import torch
+import torch.nn.functional as F
 from conftest import craft, recraft, small_qdd_bytes, split
 
 from quadd_codec import (
@@ -15,6 +18,8 @@ from quadd_codec import (
     QddHeaderError,
     QddValueError,
     encoded_size,
+    linear_taps,
+    upsample_linear,
     write_qdd,
 )
 from quadd_codec.codebook import quantize_array
@@ -178,3 +183,143 @@ def test_cli_encode_stores_half_size(tmp_path):
     assert bad.exit_code == 1
     assert "quadd: error: upsample 3 must divide the image size 8x10" in bad.stderr
     assert "Traceback" not in bad.output and not (tmp_path / "bad.qdd").exists()
+
+
+# ------------------------------------------------ linear enlargement (7b)
+
+LINEAR = {"upsample": 2, "upsample_filter": "linear"}
+
+
+@pytest.mark.parametrize("f", [2, 3, 5, 16])
+def test_matches_torch_bilinear_without_corner_alignment(f):
+    x = np.random.default_rng(f).normal(size=(2, 3, 4, 5)).astype(np.float32)
+    ref = F.interpolate(torch.from_numpy(x), scale_factor=f, mode="bilinear",
+                        align_corners=False).numpy()
+    out = upsample_linear(x, f)
+    assert out.dtype == np.float32 and out.shape == ref.shape
+    np.testing.assert_allclose(out, ref, rtol=0, atol=2e-6)
+
+
+def test_taps_hold_the_border_and_interpolate_inside():
+    i0, i1, w0, w1 = linear_taps(3, 2)
+    assert i0.tolist() == [0, 0, 0, 1, 1, 2] and i1.tolist() == [1, 1, 1, 2, 2, 2]
+    assert w1.tolist() == [0.0, 0.25, 0.75, 0.25, 0.75, 0.25]
+    assert (w0 + w1).tolist() == [1.0] * 6
+    # One stored row: all four output rows are the same interpolated row, worked by hand
+    # from the coordinates (2j + 1 - 4) / 8 clamped to [0, 2].
+    x = np.float32([[[[1.0, 2.0, 4.0]]]])
+    row = [1.0, 1.0, 1.125, 1.375, 1.625, 1.875, 2.25, 2.75, 3.25, 3.75, 4.0, 4.0]
+    assert upsample_linear(x, 4)[0, 0].tolist() == [row] * 4
+
+
+def test_written_file_decodes_with_the_filter_and_is_version_1_2(tmp_path):
+    x = np.random.default_rng(0).normal(size=(4, 2, 3, 3)).astype(np.float32)
+    codes, levels = quantize_array(x, 2, group="channel")
+    den = Denorm([0.5, 2.0], [0.25, -1.0])
+    path = tmp_path / "l.qdd"
+    size = write_qdd(path, codes, levels, np.arange(4) % 2, 2, "channel", ["a", "b"],
+                     denorm=den, upsample=3, upsample_filter="linear")
+    assert size == path.stat().st_size == encoded_size(
+        4, (2, 3, 3), 2, "channel", ["a", "b"], denorm=den, upsample=3,
+        upsample_filter="linear")
+    stored = levels[np.arange(2)[None, :, None, None], codes]
+    with QddFile(path, verify=True) as q:
+        assert (q.upsample, q.upsample_filter, q.sample_shape) == (3, "linear", (2, 9, 9))
+        assert q.layout.minor == 2
+        assert np.array_equal(q.read_all(), upsample_linear(stored, 3))
+        # De-normalization comes first, then the enlargement (7b "after step 3").
+        source = (stored * np.float32([0.5, 2.0])[:, None, None]
+                  + np.float32([0.25, -1.0])[:, None, None])
+        assert np.array_equal(q.read([1, 3], denormalize=True), upsample_linear(source[[1, 3]], 3))
+        assert "upsample_filter='linear'" in repr(q)
+    x_all, _ = QddDataset(path).tensors()
+    assert tuple(x_all.shape) == (4, 2, 9, 9)
+
+
+def test_linear_prefix_marks_both_features():
+    data = small_qdd_bytes(shape=(1, 2, 3), **LINEAR)
+    _, _, prefix = split(data)
+    assert (prefix["minor"], prefix["features"]) == (2, 3)
+    nearest = small_qdd_bytes(shape=(1, 2, 3), upsample=2)
+    assert len(data) == len(nearest) + len(b"\xafupsample_filter\xa6linear")
+
+
+def test_linear_feature_bit_and_header_field_must_agree():
+    data = small_qdd_bytes(shape=(1, 2, 3), **LINEAR)
+    with pytest.raises(QddHeaderError, match="bit 1 disagree"):
+        QddFile(recraft(data, features=1))
+    with pytest.raises(QddHeaderError, match="bit 1 disagree"):
+        QddFile(io.BytesIO(recraft(small_qdd_bytes(shape=(1, 2, 3), upsample=2), features=3)))
+
+
+@pytest.mark.parametrize(("edit", "match"), [
+    ({"upsample_filter": "nearest"}, "left out"),
+    ({"upsample_filter": "cubic"}, "unknown upsample filter"),
+    ({"upsample_filter": 1}, "unknown upsample filter"),
+    ({"upsample": None}, "needs an upsample factor"),
+])
+def test_bad_filter_header_values_are_rejected(edit, match):
+    header, payloads, _ = split(small_qdd_bytes(shape=(1, 2, 3), **LINEAR))
+    for key, value in edit.items():
+        if value is None:
+            del header[key]
+        else:
+            header[key] = value
+    with pytest.raises(QddHeaderError, match=match):
+        QddFile(craft(header, payloads, minor=2, features=3))
+
+
+def test_writer_refuses_a_filter_without_a_factor():
+    codes = np.zeros((2, 1, 4, 4), np.uint8)
+    levels = np.array([[0.0, 1.0]], np.float32)
+    with pytest.raises(QddValueError, match="needs an upsample factor"):
+        write_qdd("/nonexistent/x.qdd", codes, levels, None, 1, "channel", [],
+                  upsample_filter="linear")
+    with pytest.raises(QddValueError, match="unknown upsample filter"):
+        encoded_size(2, (1, 4, 4), 1, "channel", [], upsample=2, upsample_filter="area")
+
+
+def test_zarr_round_trip_keeps_the_linear_filter(tmp_path):
+    from quadd_codec.zarr_io import export_zarr, zarr_to_qdd
+
+    src = tmp_path / "l.qdd"
+    src.write_bytes(small_qdd_bytes(shape=(2, 2, 3), **LINEAR))
+    export_zarr(src, tmp_path / "l.zarr")
+    zarr_to_qdd(tmp_path / "l.zarr", tmp_path / "back.qdd")
+    assert (tmp_path / "back.qdd").read_bytes() == src.read_bytes()
+
+
+def test_cli_encode_and_inspect_linear(tmp_path):
+    from click.testing import CliRunner
+
+    from quadd_cli.main import main
+
+    x = np.random.default_rng(1).random((6, 3, 4, 6)).astype(np.float32)
+    np.savez(tmp_path / "in.npz", x=x, y=np.arange(6) % 2)
+    runner = CliRunner()
+    out = tmp_path / "l.qdd"
+    res = runner.invoke(main, ["encode", str(tmp_path / "in.npz"), "-o", str(out), "-b", "4",
+                               "--upsample", "2", "--upsample-filter", "linear"])
+    assert res.exit_code == 0, res.output
+    assert QddFile(out).upsample_filter == "linear"
+    res = runner.invoke(main, ["inspect", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "stored as       3x2x3, upsampled 2x by linear interpolation" in res.stdout
+    assert ".qdd 1.2" in res.stdout
+    bad = runner.invoke(main, ["encode", str(tmp_path / "in.npz"), "-o",
+                               str(tmp_path / "bad.qdd"), "-b", "4", "--upsample-filter",
+                               "linear"])
+    assert bad.exit_code != 0 and "--upsample 2 or more" in bad.output
+    assert not (tmp_path / "bad.qdd").exists()
+
+
+def test_distill_refuses_a_filter_without_a_factor(tmp_path):
+    from click.testing import CliRunner
+
+    from quadd_cli.main import main
+
+    res = CliRunner().invoke(main, ["distill", "--budget", "4KiB", "--upsample-filter",
+                                    "linear", "-n", "1", "-o", str(tmp_path / "x.qdd")])
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert "needs upsample >= 2" in res.output
+    assert not (tmp_path / "x.qdd").exists()
