@@ -35,7 +35,8 @@ from quadd_train.evaluate import evaluate_qdd  # noqa: E402
 def _fits(args: argparse.Namespace, bundle: Any, budget: int, bits: int) -> int:
     """Samples per class that fit, asked of the same planner `distill` uses."""
     cfg = DistillConfig(dataset=args.dataset, budget_bytes=budget, bits=min(bits, 8),
-                        quantizer="none" if bits == 32 else "uniform", upsample=args.upsample)
+                        quantizer="none" if bits == 32 else "uniform", upsample=args.upsample,
+                        upsample_filter=args.upsample_filter)
     return plan(cfg, bundle).ipc
 
 
@@ -64,7 +65,7 @@ def _key(r: dict[str, Any]) -> tuple:
             r.get("iterations"), r.get("dm_mode", "fast"), r.get("ipc_fixed"),
             r.get("post_codebook", "uniform"), r.get("quant_warmup", 0), r.get("upsample", 1),
             r.get("lr_img", 1.0), r.get("pool_train_steps", 0),
-            r.get("pool_train_batch", 256))
+            r.get("pool_train_batch", 256), r.get("upsample_filter", "nearest"))
 
 
 def _machine() -> str:
@@ -99,6 +100,8 @@ def _base_record(args: argparse.Namespace, r: dict[str, Any]) -> dict[str, Any]:
         "pool_size": args.pool_size, "real_per_class": args.real_per_class,
         "dm_mode": args.dm_mode, "ipc_fixed": args.ipc, "quant_warmup": args.quant_warmup,
         "upsample": args.upsample, "lr_img": args.lr_img,
+        # Subsets are stored as block means for repetition whatever the distilled rows use.
+        "upsample_filter": "nearest" if r["kind"] == "subset" else args.upsample_filter,
         "pool_train_steps": args.pool_train_steps, "pool_train_batch": args.pool_train_batch,
         "date": dt.date.today().isoformat(), "machine": _machine(),
         "torch": torch.__version__,
@@ -156,6 +159,7 @@ def _distill_rows(args: argparse.Namespace, bundle: Any, r: dict[str, Any], budg
             f"-c{args.compile}"
             # Only a non-default rate is named, so older work files keep their names.
             + (f"-lr{args.lr_img:g}" if args.lr_img != 1.0 else "")
+            + (f"-{args.upsample_filter}" if args.upsample_filter != "nearest" else "")
             + (f"-pt{args.pool_train_steps}x{args.pool_train_batch}"
                if args.pool_train_steps else ""))
     ckpt = work / f"{stem}.ckpt"
@@ -188,8 +192,8 @@ def _distill_rows(args: argparse.Namespace, bundle: Any, r: dict[str, Any], budg
             post_codebook=r.get("post_codebook", "uniform"), quant_warmup=args.quant_warmup,
             real_per_class=args.real_per_class, device=args.device, ipc=args.ipc,
             dm_mode=args.dm_mode, compile=args.compile, upsample=args.upsample,
-            lr_img=args.lr_img, pool_train_steps=args.pool_train_steps,
-            pool_train_batch=args.pool_train_batch,
+            upsample_filter=args.upsample_filter, lr_img=args.lr_img,
+            pool_train_steps=args.pool_train_steps, pool_train_batch=args.pool_train_batch,
             # Often enough that a killed run loses little; dividing n_it, so the next
             # stage starts exactly where this one ended.
             checkpoint_every=math.gcd(100, n_it), checkpoint_path=str(ckpt), resume=True,
@@ -247,6 +251,8 @@ def report(paths: list[str]) -> str:
                 kind += f" ({r['post_codebook']} codebook)"
             if r.get("upsample", 1) != 1:
                 kind += f", stored 1/{r['upsample']} per side"
+                if r.get("upsample_filter", "nearest") != "nearest":
+                    kind += f", {r['upsample_filter']} enlargement"
             if r.get("quant_warmup", 0) and r["kind"] == "quadd":
                 kind += f", warm-up {r['quant_warmup']}"
             if r.get("lr_img", 1.0) != 1.0:
@@ -293,6 +299,8 @@ def main() -> None:
     ap.add_argument("--dm-mode", choices=["fast", "plain"], default="fast")
     ap.add_argument("--upsample", type=int, default=1,
                     help="store samples this many times smaller per side (distill and subset)")
+    ap.add_argument("--upsample-filter", choices=["nearest", "linear"], default="nearest",
+                    help="how distilled --upsample samples are enlarged (subsets: nearest)")
     ap.add_argument("--quant-warmup", type=int, default=0,
                     help="unquantized iterations before the quantizer switches on")
     ap.add_argument("--lr-img", type=float, default=1.0,

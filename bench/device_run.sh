@@ -96,6 +96,9 @@ job cu-q2-lr3 cifar10 cifar10-upsample "${CU[@]}" --only quadd:2:uniform --bits 
 # A pool spanning random to partly trained networks (IDM; about 3 epochs at the top).
 job cu-q2-pt cifar10 cifar10-upsample "${CU[@]}" --only quadd:2:uniform --bits 2 \
   --pool-train-steps 600
+# Bilinear enlargement (.qdd 1.2) instead of 2x2 blocks: smoother images, like the test set.
+job cu-q2-lin cifar10 cifar10-upsample "${CU[@]}" --only quadd:2:uniform --bits 2 \
+  --upsample-filter linear
 MU=(--budget 7840 --stages $STAGES --upsample 2)
 job mu-q2 mnist mnist-upsample "${MU[@]}" --only quadd:2:uniform --bits 2
 job mu-q1 mnist mnist-upsample "${MU[@]}" --only quadd:1:uniform --bits 1

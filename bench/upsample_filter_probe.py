@@ -1,11 +1,11 @@
-"""Probe: would linear interpolation train better than block repetition for `--upsample`?
+"""Probe: would another enlargement filter train better than block repetition for `--upsample`?
 
-`.qdd` 1.1 decodes reduced-resolution samples by repeating values (FORMAT.md 7a), which is
-exact. Linear interpolation would need a new feature with a normative float32 rule, so
-this script measures first whether it would pay: it distils with a half-pixel-centred
-bilinear (or nearest) enlargement in the loop, enlarges the file's quantized samples the
-same way, stores them as a raw float32 full-size file (over the budget: an accuracy
-probe, not a product file) and evaluates that file with the standard protocol.
+Written before `.qdd` 1.2 specified linear enlargement (FORMAT.md 7b), to measure first
+whether a filter pays before it becomes a format feature: it distils with a
+half-pixel-centred bilinear (or nearest) enlargement in the loop, enlarges the file's
+quantized samples the same way, stores them as a raw float32 full-size file (over the
+budget: an accuracy probe, not a product file) and evaluates that file with the standard
+protocol. `quadd distill --upsample-filter linear` is now the product path for bilinear.
 
     python bench/upsample_filter_probe.py --dataset mnist --budget 7840 --bits 2 \
         --iterations 800 --filter bilinear --data-dir ../shared/datasets

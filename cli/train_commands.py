@@ -52,8 +52,14 @@ _out_opt = click.option(
 )
 _upsample_opt = click.option(
     "--upsample", type=click.IntRange(1, 16), default=1, show_default=True,
-    help="Store images this many times smaller per side; readers enlarge them by "
-    "repetition, so about upsample^2 times as many samples fit the budget.",
+    help="Store images this many times smaller per side; readers enlarge them again "
+    "(--upsample-filter), so about upsample^2 times as many samples fit the budget.",
+)
+_upsample_filter_opt = click.option(
+    "--upsample-filter", type=click.Choice(["nearest", "linear"]), default="nearest",
+    show_default=True,
+    help="How --upsample images are enlarged, in the loop and by readers: repeat each "
+    "value (nearest) or interpolate bilinearly (linear; .qdd 1.2).",
 )
 _group_opt = click.option(
     "--group", type=click.Choice(["tensor", "channel", "sample-channel"]), default="channel",
@@ -101,6 +107,7 @@ def _errors() -> tuple[type[BaseException], ...]:
               help="Iterations to run unquantized first; the quantizer is then fitted to "
               "the samples and trained with them.")
 @_upsample_opt
+@_upsample_filter_opt
 @click.option("--lr-img", type=float, default=1.0, show_default=True)
 @click.option("--lr-quant", type=float, default=0.005, show_default=True)
 @click.option("--checkpoint-every", type=click.IntRange(min=0), default=0, show_default=True,
@@ -155,6 +162,7 @@ def distill_command(
     post_codebook: str,
     quant_warmup: int,
     upsample: int,
+    upsample_filter: str,
     lr_img: float,
     lr_quant: float,
     checkpoint_every: int,
@@ -189,7 +197,7 @@ def distill_command(
         dataset=dataset, budget_bytes=budget, bits=bits, quantizer=quantizer, method=method,
         iterations=iterations, seed=seed, lr_img=lr_img, lr_quant=lr_quant, device=device,
         group=group, ipc=ipc, post_quantize=post_quantize, post_codebook=post_codebook,
-        quant_warmup=quant_warmup, upsample=upsample,
+        quant_warmup=quant_warmup, upsample=upsample, upsample_filter=upsample_filter,
         checkpoint_every=checkpoint_every, checkpoint_path=checkpoint_path, resume=resume,
         data_dir=data_dir, dm_mode=dm_mode, pool_size=pool_size,
         real_per_class=real_per_class, pool_train_steps=pool_train_steps,
@@ -271,6 +279,7 @@ def subset_command(
 @click.option("--seed", type=int, default=0, show_default=True)
 @_group_opt
 @_upsample_opt
+@_upsample_filter_opt
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per bit width.")
 def plan_command(
     dataset: str,
@@ -282,6 +291,7 @@ def plan_command(
     seed: int,
     group: str,
     upsample: int,
+    upsample_filter: str,
     as_json: bool,
 ) -> None:
     """How many samples per class `quadd distill` fits into --budget at each bit width,
@@ -296,7 +306,7 @@ def plan_command(
             cfg = DistillConfig(
                 dataset=dataset, budget_bytes=budget, bits=min(b, 8), group=group,
                 quantizer="none" if b == 32 else quantizer, iterations=iterations, seed=seed,
-                upsample=upsample,
+                upsample=upsample, upsample_filter=upsample_filter,
             )
             rows.append(plan(cfg, bundle))
     except _errors() as exc:

@@ -31,6 +31,7 @@ from quadd_codec import (
     quantize_array,
     write_qdd,
 )
+from quadd_codec.layout import UPSAMPLE_FILTERS
 from quadd_codec.layout import stored_shape as codec_stored_shape
 
 from .devices import resolve_device
@@ -89,9 +90,12 @@ class DistillConfig:
     # Iterations run unquantized before the quantizer is fitted to the samples and
     # switched on (0: quantized from the start).
     quant_warmup: int = 0
-    # Store samples this many times smaller per side; readers upsample them by
-    # repetition (FORMAT.md 7a), so about upsample**2 times as many fit the budget.
+    # Store samples this many times smaller per side; readers enlarge them again
+    # (FORMAT.md 7a), so about upsample**2 times as many fit the budget.
     upsample: int = 1
+    # How that enlargement is computed, in the loop and by readers: "nearest"
+    # (repetition) or "linear" (bilinear interpolation, FORMAT.md 7b).
+    upsample_filter: str = "nearest"
     checkpoint_every: int = 0  # 0 disables checkpoints
     checkpoint_path: str | None = None  # default: "<out>.ckpt"
     resume: bool = False
@@ -127,6 +131,10 @@ class DistillConfig:
             raise ValueError("post_codebook must be 'uniform' or 'kmeans'")
         if self.quant_warmup < 0:
             raise ValueError("quant_warmup must be >= 0")
+        if self.upsample_filter not in UPSAMPLE_FILTERS:
+            raise ValueError(f"upsample_filter must be one of {', '.join(UPSAMPLE_FILTERS)}")
+        if self.upsample_filter != "nearest" and self.upsample == 1:
+            raise ValueError(f"upsample_filter {self.upsample_filter!r} needs upsample >= 2")
         if self.ipc is not None and self.ipc < 1:
             raise ValueError("ipc must be >= 1")
 
@@ -212,6 +220,7 @@ class FileLayout:
     denorm: Denorm
     provenance: dict[str, Any]
     upsample: int = 1  # sample_shape is the stored shape; readers enlarge it this much
+    upsample_filter: str = "nearest"
 
     def max_ipc(self, budget_bytes: int) -> int:
         """Samples per class that fit ``budget_bytes`` (0 when not even one does)."""
@@ -225,6 +234,7 @@ class FileLayout:
             denorm=self.denorm,
             provenance=self.provenance,
             upsample=self.upsample,
+            upsample_filter=self.upsample_filter,
         )
 
     def size(self, n: int) -> int:
@@ -239,6 +249,7 @@ class FileLayout:
             self.denorm,
             self.provenance,
             upsample=self.upsample,
+            upsample_filter=self.upsample_filter,
         )
 
 
@@ -312,6 +323,7 @@ def file_layout(config: DistillConfig, bundle: Any) -> FileLayout:
         iterations=config.iterations,
         seed=config.seed,
         upsample=config.upsample if config.upsample != 1 else None,
+        upsample_filter=None if config.upsample_filter == "nearest" else config.upsample_filter,
     )
     # Post-quantization keeps QuADD's sample count (that is the baseline's point): the
     # count comes from the *file* bit width, which for it is `bits`, not 32.
@@ -325,6 +337,7 @@ def file_layout(config: DistillConfig, bundle: Any) -> FileLayout:
         denorm=_denorm(bundle),
         provenance=provenance,
         upsample=config.upsample,
+        upsample_filter=config.upsample_filter,
     )
 
 
@@ -392,7 +405,8 @@ def distill(
         x_real = bundle.normalize(bundle.x_train.float())
         y_real = bundle.y_train.long()
         syn = SyntheticSet.from_real(x_real, y_real, num_classes, ipc, config.seed,
-                                     upsample=config.upsample).to(device)
+                                     upsample=config.upsample,
+                                     upsample_filter=config.upsample_filter).to(device)
         quant = make_quantizer(
             config.train_quantizer,
             config.bits,
@@ -535,6 +549,7 @@ def distill(
         codebook_dtype=config.codebook_dtype,
         provenance=provenance,
         upsample=config.upsample,
+        upsample_filter=config.upsample_filter,
     )
     size = _check_written(out_path, config.budget_bytes, layout.size(n))
     assert written == size

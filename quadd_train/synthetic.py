@@ -5,8 +5,10 @@ stores them there and records ``Denorm(scale=std, offset=mean)`` so decoding rec
 ``[0, 1]`` pixels.
 
 With ``upsample = f > 1`` the parameters are images ``f`` times smaller on each side;
-``expand`` repeats every value into an ``f x f`` block, exactly what a reader does for a
-file with the ``upsample`` feature, so a budget holds about ``f**2`` as many samples.
+``expand`` enlarges them exactly as a reader does for a file with the ``upsample``
+feature, so a budget holds about ``f**2`` as many samples: by repeating every value into
+an ``f x f`` block, or with ``upsample_filter="linear"`` by bilinear interpolation built
+from the codec's own taps (FORMAT.md 7b).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from quadd_codec import linear_taps
 
 __all__ = ["SyntheticSet", "sample_real_indices"]
 
@@ -43,27 +47,45 @@ def sample_real_indices(
     return out
 
 
+def _linear_axis(x: Tensor, factor: int, dim: int) -> Tensor:
+    """FORMAT.md 7b along one axis: ``w0 * x[i0] + w1 * x[i1]`` with the codec's taps.
+
+    Separate multiplies and an add, as the reader computes them, so an eager float32
+    run gives the reader's bits (the taps are the same numbers).
+    """
+    i0, i1, w0, w1 = (torch.from_numpy(a).to(x.device) for a in linear_taps(x.shape[dim], factor))
+    shape = [1] * x.dim()
+    shape[dim] = -1
+    w0, w1 = w0.to(x.dtype).view(shape), w1.to(x.dtype).view(shape)
+    return w0 * x.index_select(dim, i0) + w1 * x.index_select(dim, i1)
+
+
 class SyntheticSet(nn.Module):
     """``ipc`` learnable samples per class, class-major (labels ``0,0,..,1,1,..``)."""
 
     def __init__(
-        self, data: Tensor, labels: Tensor, num_classes: int, upsample: int = 1
+        self, data: Tensor, labels: Tensor, num_classes: int, upsample: int = 1,
+        upsample_filter: str = "nearest",
     ) -> None:
         super().__init__()
         self.data = nn.Parameter(data.detach().float().clone())
         self.register_buffer("labels", labels.detach().long().clone())
         self.num_classes = int(num_classes)
         self.upsample = int(upsample)
+        if upsample_filter not in ("nearest", "linear"):
+            raise ValueError(f"unknown upsample filter {upsample_filter!r}")
+        self.upsample_filter = upsample_filter
 
     @classmethod
     def from_real(
         cls, x_norm: Tensor, y: Tensor, num_classes: int, ipc: int, seed: int,
-        upsample: int = 1,
+        upsample: int = 1, upsample_filter: str = "nearest",
     ) -> SyntheticSet:
         """Initialize from random real samples (``x_norm`` already normalized).
 
         With ``upsample > 1`` each sample starts as the block average of a real one:
-        the stored image whose block-repeated expansion is closest to it in L2.
+        the stored image whose block-repeated expansion is closest to it in L2 (a
+        good start for the linear filter too, which distillation then adapts to).
         """
         if ipc < 1:
             raise ValueError(f"ipc must be >= 1, got {ipc}")
@@ -74,14 +96,17 @@ class SyntheticSet(nn.Module):
         x = x_norm[flat].float()
         if upsample > 1:
             x = F.avg_pool2d(x, upsample)
-        return cls(x, labels, num_classes, upsample)
+        return cls(x, labels, num_classes, upsample, upsample_filter)
 
     def expand(self, x: Tensor) -> Tensor:
-        """Samples as the networks see them: stored-size ``x`` upsampled by repetition."""
+        """Samples as the networks see them: stored-size ``x`` enlarged as readers do."""
         if self.upsample == 1:
             return x
         f = self.upsample
-        return x.repeat_interleave(f, dim=-2).repeat_interleave(f, dim=-1)
+        if self.upsample_filter == "nearest":
+            return x.repeat_interleave(f, dim=-2).repeat_interleave(f, dim=-1)
+        x = _linear_axis(x, f, dim=-2)
+        return _linear_axis(x, f, dim=-1)
 
     @property
     def ipc(self) -> int:

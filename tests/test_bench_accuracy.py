@@ -74,3 +74,12 @@ def test_a_different_rate_or_pool_is_its_own_row_and_run(bench, monkeypatch, tmp
     assert len(list((tmp_path / "work").glob("*.ckpt"))) == 3
     report = bench.report([str(tmp_path / "rows.jsonl")])
     assert "lr_img 0.5" in report and "pool trained up to 3 steps of 256" in report
+
+
+def test_the_upsample_filter_is_its_own_row_and_run(bench, monkeypatch, tmp_path):
+    _run(bench, monkeypatch, tmp_path, 4, "--upsample", "2")
+    rows = _run(bench, monkeypatch, tmp_path, 4, "--upsample", "2", "--upsample-filter", "linear")
+    assert [(r["upsample_filter"], r["resumed_from"]) for r in rows] == [
+        ("nearest", 0), ("linear", 0)]
+    assert len(list((tmp_path / "work").glob("*.ckpt"))) == 2
+    assert "stored 1/2 per side, linear enlargement" in bench.report([str(tmp_path / "rows.jsonl")])

@@ -222,19 +222,23 @@ def test_cli_plan_matches_the_written_file(tmp_path):
     assert bad.stderr.startswith("quadd: error:")
 
 
-def test_upsample_stores_smaller_samples_and_more_of_them(tmp_path, digits):
+@pytest.mark.parametrize("filt", ["nearest", "linear"])
+def test_upsample_stores_smaller_samples_and_more_of_them(tmp_path, digits, filt):
     """--upsample 2 stores 4x4 digits that decode to 8x8: the file holds exactly the
-    quantized low-resolution samples, repeated into 2x2 blocks, and fits more per class."""
+    quantized low-resolution samples, enlarged as in the loop (2x2 blocks, or bilinear
+    with --upsample-filter linear), and fits more per class."""
     full = distill(_cfg(ipc=None, iterations=1), digits, tmp_path / "f.qdd", progress=False)
     out, ckpt = tmp_path / "u.qdd", tmp_path / "u.ckpt"
-    res = distill(_cfg(ipc=None, iterations=3, upsample=2, checkpoint_every=3,
-                       checkpoint_path=str(ckpt)), digits, out, progress=False)
+    res = distill(_cfg(ipc=None, iterations=3, upsample=2, upsample_filter=filt,
+                       checkpoint_every=3, checkpoint_path=str(ckpt)),
+                  digits, out, progress=False)
     assert res.ipc > 3 * full.ipc and res.file_bytes == out.stat().st_size <= BUDGET
     f = QddFile(out)
     assert (f.upsample, f.stored_shape, f.sample_shape) == (2, (1, 4, 4), (1, 8, 8))
+    assert f.upsample_filter == filt
     state = torch.load(ckpt, weights_only=False)
     syn = SyntheticSet(torch.zeros(res.n, 1, 4, 4), torch.zeros(res.n, dtype=torch.long), 10,
-                       upsample=2)
+                       upsample=2, upsample_filter=filt)
     syn.load_state_dict(state["synthetic"])
     q = make_quantizer("uniform", 2, "channel", num_samples=res.n, num_channels=1)
     q.load_state_dict(state["quantizer"])
