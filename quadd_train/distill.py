@@ -31,7 +31,6 @@ from quadd_codec import (
     quantize_array,
     write_qdd,
 )
-from quadd_codec.layout import UPSAMPLE_FILTERS
 from quadd_codec.layout import stored_shape as codec_stored_shape
 
 from .devices import resolve_device
@@ -94,7 +93,8 @@ class DistillConfig:
     # (FORMAT.md 7a), so about upsample**2 times as many fit the budget.
     upsample: int = 1
     # How that enlargement is computed, in the loop and by readers: "nearest"
-    # (repetition) or "linear" (bilinear interpolation, FORMAT.md 7b).
+    # (repetition) or "linear" (bilinear interpolation, FORMAT.md 7b). The codec checks
+    # both, as it does for every other file argument, when the layout is planned.
     upsample_filter: str = "nearest"
     checkpoint_every: int = 0  # 0 disables checkpoints
     checkpoint_path: str | None = None  # default: "<out>.ckpt"
@@ -131,10 +131,6 @@ class DistillConfig:
             raise ValueError("post_codebook must be 'uniform' or 'kmeans'")
         if self.quant_warmup < 0:
             raise ValueError("quant_warmup must be >= 0")
-        if self.upsample_filter not in UPSAMPLE_FILTERS:
-            raise ValueError(f"upsample_filter must be one of {', '.join(UPSAMPLE_FILTERS)}")
-        if self.upsample_filter != "nearest" and self.upsample == 1:
-            raise ValueError(f"upsample_filter {self.upsample_filter!r} needs upsample >= 2")
         if self.ipc is not None and self.ipc < 1:
             raise ValueError("ipc must be >= 1")
 

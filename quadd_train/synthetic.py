@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from quadd_codec import linear_taps
+from quadd_codec.layout import UPSAMPLE_FILTERS
 
 __all__ = ["SyntheticSet", "sample_real_indices"]
 
@@ -47,17 +48,16 @@ def sample_real_indices(
     return out
 
 
-def _linear_axis(x: Tensor, factor: int, dim: int) -> Tensor:
+def _linear_axis(x: Tensor, index: Tensor, weight: Tensor, dim: int) -> Tensor:
     """FORMAT.md 7b along one axis: ``w0 * x[i0] + w1 * x[i1]`` with the codec's taps.
 
     Separate multiplies and an add, as the reader computes them, so an eager float32
     run gives the reader's bits (the taps are the same numbers).
     """
-    i0, i1, w0, w1 = (torch.from_numpy(a).to(x.device) for a in linear_taps(x.shape[dim], factor))
     shape = [1] * x.dim()
     shape[dim] = -1
-    w0, w1 = w0.to(x.dtype).view(shape), w1.to(x.dtype).view(shape)
-    return w0 * x.index_select(dim, i0) + w1 * x.index_select(dim, i1)
+    w0, w1 = (w.to(x.dtype).view(shape) for w in weight)
+    return w0 * x.index_select(dim, index[0]) + w1 * x.index_select(dim, index[1])
 
 
 class SyntheticSet(nn.Module):
@@ -72,9 +72,16 @@ class SyntheticSet(nn.Module):
         self.register_buffer("labels", labels.detach().long().clone())
         self.num_classes = int(num_classes)
         self.upsample = int(upsample)
-        if upsample_filter not in ("nearest", "linear"):
+        if upsample_filter not in UPSAMPLE_FILTERS:
             raise ValueError(f"unknown upsample filter {upsample_filter!r}")
         self.upsample_filter = upsample_filter
+        if self.upsample > 1 and upsample_filter == "linear":
+            # The taps depend only on the stored size: computed once here, not on every
+            # iteration's expand, and moved with the module (not saved: they are derived).
+            for axis, size in (("h", data.shape[-2]), ("w", data.shape[-1])):
+                i0, i1, w0, w1 = (torch.from_numpy(a) for a in linear_taps(size, self.upsample))
+                self.register_buffer(f"_index_{axis}", torch.stack([i0, i1]), persistent=False)
+                self.register_buffer(f"_weight_{axis}", torch.stack([w0, w1]), persistent=False)
 
     @classmethod
     def from_real(
@@ -105,8 +112,8 @@ class SyntheticSet(nn.Module):
         f = self.upsample
         if self.upsample_filter == "nearest":
             return x.repeat_interleave(f, dim=-2).repeat_interleave(f, dim=-1)
-        x = _linear_axis(x, f, dim=-2)
-        return _linear_axis(x, f, dim=-1)
+        x = _linear_axis(x, self._index_h, self._weight_h, dim=-2)
+        return _linear_axis(x, self._index_w, self._weight_w, dim=-1)
 
     @property
     def ipc(self) -> int:

@@ -321,5 +321,5 @@ def test_distill_refuses_a_filter_without_a_factor(tmp_path):
     res = CliRunner().invoke(main, ["distill", "--budget", "4KiB", "--upsample-filter",
                                     "linear", "-n", "1", "-o", str(tmp_path / "x.qdd")])
     assert res.exit_code == 1 and "Traceback" not in res.output
-    assert "needs upsample >= 2" in res.output
+    assert "upsample filter 'linear' needs an upsample factor of 2 or more" in res.output
     assert not (tmp_path / "x.qdd").exists()
