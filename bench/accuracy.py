@@ -115,7 +115,7 @@ def _evaluate(args: argparse.Namespace, bundle: Any, path: Path, record: dict[st
                       device=args.device, progress=False, jobs=args.eval_jobs)
     record.update(status="ok", accuracy=ev["accuracy"], std=ev["std"],
                   accuracies=ev["accuracies"], file_bytes=os.path.getsize(path),
-                  eval_seconds=round(time.time() - t0, 1))
+                  eval_seconds=round(time.time() - t0, 1), eval_compile=ev["compile"])
     assert record["file_bytes"] <= budget
     _append(out, record)
     print(f"{_key(record)}: ipc {record['ipc']}, {record['file_bytes']} B, "

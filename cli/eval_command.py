@@ -36,6 +36,11 @@ __all__ = ["eval_command"]
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True,
               help="CPU only: train this many runs at once in worker processes, sharing "
               "the torch threads (each run keeps its seed, so results do not depend on it).")
+@click.option("--compile/--no-compile", "compile_", default=None,
+              help="Train through torch.compile with channels_last, about 2x faster per "
+              "step on a CPU after a compile of about a minute (default: on the CPU when "
+              "epochs x samples x pixels reaches 1e8; needs a C++ compiler, falls back "
+              "to eager).")
 @click.option("--no-dsa", is_flag=True, help="Train without DSA augmentation.")
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar on stderr (default: when stderr is a terminal).")
@@ -50,6 +55,7 @@ def eval_command(
     device: str,
     batch_size: int,
     jobs: int,
+    compile_: bool | None,
     no_dsa: bool,
     progress: bool | None,
     as_json: bool,
@@ -81,6 +87,7 @@ def eval_command(
             dsa=not no_dsa,
             progress=progress,
             jobs=jobs,
+            compile=compile_,
         )
 
     # The quadd group guards every subcommand too; this keeps the command well-behaved

@@ -49,6 +49,7 @@ def test_interrupted_run_resumes_from_its_checkpoint(bench, monkeypatch, tmp_pat
     monkeypatch.setattr(bench, "_evaluate", real_evaluate)
     rows = _run(bench, monkeypatch, tmp_path, 4)
     assert [(r["iterations"], r["resumed_from"]) for r in rows] == [(4, 4)]
+    assert rows[0]["eval_compile"] is False  # one epoch of digits: not worth compiling
 
     # A longer run later goes on from where that one ended.
     rows = _run(bench, monkeypatch, tmp_path, 6)

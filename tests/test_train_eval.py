@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -199,6 +200,56 @@ def test_parallel_runs_match_sequential_runs(digits, digits_qdd, monkeypatch):
     assert len(set(seq["accuracies"])) > 1  # the runs really are different seeds
     with pytest.raises(ValueError, match="jobs"):
         evaluate_qdd(digits_qdd, digits, jobs=0, **kw)
+
+
+def test_compile_default_only_for_long_cpu_runs():
+    from quadd_train.evaluate import COMPILE_MIN_PIXELS, _want_compile, _work
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert _want_compile(None, cpu, COMPILE_MIN_PIXELS)
+    assert not _want_compile(None, cpu, COMPILE_MIN_PIXELS - 1)
+    assert not _want_compile(None, gpu, 10 * COMPILE_MIN_PIXELS)  # not measured there
+    assert _want_compile(True, cpu, 1) and not _want_compile(False, cpu, 10**12)
+    # A CIFAR-10 set of 630 images at 300 epochs compiles; the default demo-sized
+    # digits evaluations (8x8 images) stay eager.
+    cifar = type("B", (), {"im_size": (32, 32)})()
+    digits8 = type("B", (), {"im_size": (8, 8)})()
+    assert _want_compile(None, cpu, _work(range(630), cifar, 300))
+    assert not _want_compile(None, cpu, _work(range(1000), digits8, 1000))
+
+
+def test_compiled_training_learns_like_eager(digits, digits_qdd, monkeypatch):
+    calls = []
+    real_compile = torch.compile
+
+    def spy(*a, **k):
+        calls.append(k)
+        return real_compile(*a, **k)
+
+    monkeypatch.setattr(torch, "compile", spy)
+    kw = dict(runs=1, epochs=20, batch_size=20, progress=False, seed=3)
+    eager = evaluate_qdd(digits_qdd, digits, compile=False, **kw)
+    assert not calls and eager["compile"] is False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no silent fall-back to eager
+        comp = evaluate_qdd(digits_qdd, digits, compile=True, **kw)
+    assert calls == [{"dynamic": False}] and comp["compile"] is True
+    # Same seed, same data order and initial weights; only float rounding differs.
+    assert comp["accuracy"] > 50.0
+    assert abs(comp["accuracy"] - eager["accuracy"]) < 10.0, (comp, eager)
+
+
+def test_failed_compile_falls_back_to_eager(digits, digits_qdd, monkeypatch):
+    def broken(model, **_):
+        def fn(*a, **k):
+            raise RuntimeError("no C++ compiler")
+        return fn
+
+    monkeypatch.setattr(torch, "compile", broken)
+    with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler"):
+        r = evaluate_qdd(digits_qdd, digits, runs=1, epochs=20, batch_size=20,
+                         progress=False, compile=True)
+    assert r["accuracy"] > 50.0
 
 
 def test_evaluate_qdd_class_mismatch(digits, tmp_path):
