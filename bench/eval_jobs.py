@@ -1,7 +1,9 @@
 """Wall time of `quadd eval` under two settings, on the same file in the same session:
 its runs one after another (all threads) and side by side in worker processes
 (`--jobs`), both eager; or, with `--vs compile`, eager and through torch.compile
-(`--compile`, compile time included), both one run after another.
+(`--compile`, compile time included), both one run after another. Compiled kernels are
+cached on disk and in the process, so only a first trial on a fresh machine pays the
+full compile; later trials measure a warm cache.
 
     python bench/eval_jobs.py FILE.qdd --dataset cifar10 --data-dir ../shared/datasets \
         --runs 2 --epochs 20 --trials 2

@@ -134,7 +134,47 @@ def train_and_test(
     yields normalized values; otherwise ``bundle.normalize`` is applied per batch.
     ``compile``: train through ``torch.compile`` with channels_last (same arithmetic up
     to float rounding); None compiles on the CPU for runs of ``COMPILE_MIN_PIXELS``+
-    sample-pixels, and a failed compile (no C++ compiler...) falls back to eager with a warning."""
+    sample-pixels. A failed compile (no C++ compiler...) warns once per process and the
+    run goes on eager from the step that failed."""
+    return _train_run(dataset, bundle, epochs, seed, device, batch_size, dsa, normalized,
+                      on_epoch, compile)[0]
+
+
+# Set by the first failed compile in this process, so later runs do not pay for it again.
+_compile_broken = False
+
+
+def _compile_failed(exc: Exception) -> None:
+    global _compile_broken
+    _compile_broken = True
+    warnings.warn(
+        f"torch.compile failed ({type(exc).__name__}: {exc}); training eager",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+
+
+def _step(forward: Any, opt: torch.optim.Optimizer, xb: Tensor, yb: Tensor) -> Tensor:
+    loss = F.cross_entropy(forward(xb), yb)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss
+
+
+def _train_run(
+    dataset: Dataset,
+    bundle: DatasetBundle,
+    epochs: int,
+    seed: int,
+    device: str | torch.device,
+    batch_size: int,
+    dsa: bool,
+    normalized: bool,
+    on_epoch: Any,
+    compile: bool | None,
+) -> tuple[float, bool]:
+    """``train_and_test``, also saying whether the run ended compiled."""
     _check_image_bundle(bundle)
     dev = resolve_device(device)
     use_compile = _want_compile(compile, dev, _work(dataset, bundle, epochs))
@@ -150,10 +190,13 @@ def train_and_test(
             depth=EvalConfig.depth,
         ).to(dev)
         forward: Any = net
-        if use_compile:
+        if use_compile and not _compile_broken:
             net = net.to(memory_format=torch.channels_last)
-            # Static shapes: a run has two batch sizes (full and the epoch's last).
-            forward = torch.compile(net, dynamic=False)
+            try:
+                # Static shapes: a run has two batch sizes (full and the epoch's last).
+                forward = torch.compile(net, dynamic=False)
+            except Exception as exc:  # noqa: BLE001 - unsupported Python build...
+                _compile_failed(exc)
         gen = torch.Generator().manual_seed(seed)
         loader = DataLoader(
             dataset,
@@ -182,27 +225,22 @@ def train_and_test(
                     xb = bundle.normalize(xb)
                 if dsa:
                     xb = diff_augment(xb, DEFAULT_STRATEGY, seed=None, param=param)
-                if use_compile:
-                    xb = xb.contiguous(memory_format=torch.channels_last)
+                if forward is net:
+                    loss = _step(net, opt, xb, yb)
+                    continue
                 try:
-                    logits = forward(xb)
+                    # Backward graphs compile lazily, inside loss.backward(): the whole
+                    # step is guarded. A failure comes before opt.step(), so the step is
+                    # redone eagerly from unchanged weights (zero_grad clears partial grads).
+                    loss = _step(forward, opt, xb.contiguous(memory_format=torch.channels_last),
+                                 yb)
                 except Exception as exc:  # noqa: BLE001 - no compiler, unsupported op...
-                    if forward is net:
-                        raise
-                    warnings.warn(
-                        f"torch.compile failed ({type(exc).__name__}: {exc}); training eager",
-                        RuntimeWarning,
-                        stacklevel=2,
-                    )
+                    _compile_failed(exc)
                     forward = net
-                    logits = net(xb)
-                loss = F.cross_entropy(logits, yb)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                    loss = _step(net, opt, xb, yb)
             if on_epoch is not None:
                 on_epoch(float(loss.detach()))
-        return _test_accuracy(net, bundle, dev)
+        return _test_accuracy(net, bundle, dev), forward is not net
 
 
 def _worker_setup(threads: int, constants: dict[str, Any]) -> None:
@@ -228,7 +266,7 @@ def _parallel_runs(
     normalized: bool,
     bar: Any,
     compile: bool = False,
-) -> list[float]:
+) -> tuple[list[float], list[bool]]:
     """Runs in worker processes on the CPU. Small ConvNet batches use two threads poorly,
     so independent runs side by side finish sooner than one after another."""
     import dataclasses
@@ -246,16 +284,18 @@ def _parallel_runs(
         initargs=(threads, _eval_constants()),
     ) as pool:
         futures = [
-            pool.submit(train_and_test, dataset, slim, epochs, seed + r, "cpu", batch_size,
+            pool.submit(_train_run, dataset, slim, epochs, seed + r, "cpu", batch_size,
                         dsa, normalized, None, compile)
             for r in range(runs)
         ]
-        accs = []
+        accs, compiled = [], []
         for r, fut in enumerate(futures):
-            accs.append(fut.result())
+            acc, ran_compiled = fut.result()
+            accs.append(acc)
+            compiled.append(ran_compiled)
             bar.set_postfix(run=f"{r + 1}/{runs}", refresh=False)
             bar.update(epochs)
-    return accs
+    return accs, compiled
 
 
 def _protocol(
@@ -284,32 +324,33 @@ def _protocol(
     jobs = min(jobs, runs) if dev.type == "cpu" else 1  # one GPU: runs share it anyway
     use_compile = _want_compile(compile, dev, _work(dataset, bundle, epochs))
     accs: list[float] = []
+    compiled: list[bool] = []
     start = time.perf_counter()
     with tqdm(total=runs * epochs, desc="eval", disable=not progress, unit="ep") as bar:
         if jobs > 1:
-            accs = _parallel_runs(dataset, bundle, runs, epochs, seed, jobs, batch_size, dsa,
-                                  normalized, bar, use_compile)
+            accs, compiled = _parallel_runs(dataset, bundle, runs, epochs, seed, jobs,
+                                            batch_size, dsa, normalized, bar, use_compile)
         else:
             def tick(loss: float) -> None:
                 bar.set_postfix(run=f"{len(accs) + 1}/{runs}", loss=f"{loss:.3f}", refresh=False)
                 bar.update(1)
 
             for r in range(runs):
-                accs.append(
-                    train_and_test(
-                        dataset,
-                        bundle,
-                        epochs,
-                        seed + r,
-                        dev,
-                        batch_size,
-                        dsa,
-                        normalized=normalized,
-                        # Reading the loss for the bar waits for the GPU: only with a bar.
-                        on_epoch=tick if progress else None,
-                        compile=use_compile,
-                    )
+                acc, ran_compiled = _train_run(
+                    dataset,
+                    bundle,
+                    epochs,
+                    seed + r,
+                    dev,
+                    batch_size,
+                    dsa,
+                    normalized,
+                    # Reading the loss for the bar waits for the GPU: only with a bar.
+                    tick if progress else None,
+                    use_compile,
                 )
+                accs.append(acc)
+                compiled.append(ran_compiled)
     return {
         "dataset": bundle.name,
         "accuracy": float(np.mean(accs)),  # percent
@@ -322,7 +363,8 @@ def _protocol(
         "seed": seed,
         "device": str(dev),
         "jobs": jobs,
-        "compile": use_compile,
+        # What ran, not what was asked: a failed compile falls back to eager.
+        "compile": bool(compiled) and all(compiled),
         "seconds": time.perf_counter() - start,
     }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import warnings
 
 import numpy as np
@@ -218,6 +219,8 @@ def test_compile_default_only_for_long_cpu_runs():
     assert not _want_compile(None, cpu, _work(range(1000), digits8, 1000))
 
 
+@pytest.mark.skipif(not any(shutil.which(c) for c in ("c++", "g++", "clang++")),
+                    reason="torch.compile on the CPU needs a C++ compiler")
 def test_compiled_training_learns_like_eager(digits, digits_qdd, monkeypatch):
     calls = []
     real_compile = torch.compile
@@ -239,16 +242,38 @@ def test_compiled_training_learns_like_eager(digits, digits_qdd, monkeypatch):
     assert abs(comp["accuracy"] - eager["accuracy"]) < 10.0, (comp, eager)
 
 
-def test_failed_compile_falls_back_to_eager(digits, digits_qdd, monkeypatch):
+class _FailsBackward(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        raise RuntimeError("no C++ compiler")
+
+
+@pytest.mark.parametrize("where", ["compile", "forward", "backward"])
+def test_failed_compile_falls_back_to_eager(digits, digits_qdd, monkeypatch, where):
+    import quadd_train.evaluate as ev
+
+    monkeypatch.setattr(ev, "_compile_broken", False)  # restored after the test
+
     def broken(model, **_):
-        def fn(*a, **k):
+        if where == "compile":
             raise RuntimeError("no C++ compiler")
+
+        def fn(x):
+            if where == "forward":
+                raise RuntimeError("no C++ compiler")
+            return _FailsBackward.apply(model(x))  # fails inside loss.backward()
         return fn
 
     monkeypatch.setattr(torch, "compile", broken)
-    with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler"):
-        r = evaluate_qdd(digits_qdd, digits, runs=1, epochs=20, batch_size=20,
+    with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler") as rec:
+        r = evaluate_qdd(digits_qdd, digits, runs=2, epochs=20, batch_size=20,
                          progress=False, compile=True)
+    assert len(rec) == 1  # the second run does not try again
+    assert r["compile"] is False  # reports what ran
     assert r["accuracy"] > 50.0
 
 
