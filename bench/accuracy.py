@@ -65,7 +65,10 @@ def _key(r: dict[str, Any]) -> tuple:
             r.get("iterations"), r.get("dm_mode", "fast"), r.get("ipc_fixed"),
             r.get("post_codebook", "uniform"), r.get("quant_warmup", 0), r.get("upsample", 1),
             r.get("lr_img", 1.0), r.get("pool_train_steps", 0),
-            r.get("pool_train_batch", 256), r.get("upsample_filter", "nearest"))
+            r.get("pool_train_batch", 256), r.get("upsample_filter", "nearest"),
+            # Rows written before seeds were recorded all used seed 0.
+            r.get("seed", 0), r.get("pool_size"), r.get("real_per_class"),
+            r.get("eval_epochs"), r.get("eval_runs"))
 
 
 def _machine() -> str:
@@ -97,7 +100,7 @@ def run(args: argparse.Namespace) -> None:
 def _base_record(args: argparse.Namespace, r: dict[str, Any]) -> dict[str, Any]:
     return {
         **r, "dataset": args.dataset, "eval_epochs": args.eval_epochs, "eval_runs": args.runs,
-        "pool_size": args.pool_size, "real_per_class": args.real_per_class,
+        "pool_size": args.pool_size, "real_per_class": args.real_per_class, "seed": args.seed,
         "dm_mode": args.dm_mode, "ipc_fixed": args.ipc, "quant_warmup": args.quant_warmup,
         "upsample": args.upsample, "lr_img": args.lr_img,
         # Subsets are stored as block means for repetition whatever the distilled rows use.
@@ -260,6 +263,13 @@ def report(paths: list[str]) -> str:
             if r.get("pool_train_steps", 0):
                 kind += (f", pool trained up to {r['pool_train_steps']} steps of "
                          f"{r.get('pool_train_batch', 256)}")
+            if (r["pool_size"], r["real_per_class"]) != (first["pool_size"],
+                                                         first["real_per_class"]):
+                kind += f", pool {r['pool_size']} x {r['real_per_class']}"
+            if (r["eval_epochs"], r["eval_runs"]) != (first["eval_epochs"], first["eval_runs"]):
+                kind += f", eval {r['eval_epochs']} epochs x {r['eval_runs']}"
+            if r.get("seed", 0):
+                kind += f", seed {r['seed']}"
             quant = r.get("quantizer", "-") if r["kind"] == "quadd" else "-"
             its = r.get("iterations") or "-"
             if r["status"] != "ok":

@@ -84,3 +84,17 @@ def test_the_upsample_filter_is_its_own_row_and_run(bench, monkeypatch, tmp_path
         ("nearest", 0), ("linear", 0)]
     assert len(list((tmp_path / "work").glob("*.ckpt"))) == 2
     assert "stored 1/2 per side, linear enlargement" in bench.report([str(tmp_path / "rows.jsonl")])
+
+
+def test_a_different_seed_pool_size_or_protocol_is_its_own_row(bench, monkeypatch, tmp_path):
+    _run(bench, monkeypatch, tmp_path, 4)
+    _run(bench, monkeypatch, tmp_path, 4, "--seed", "1")
+    _run(bench, monkeypatch, tmp_path, 4, "--pool-size", "3")
+    rows = _run(bench, monkeypatch, tmp_path, 4, "--eval-epochs", "2")
+    assert [(r["seed"], r["pool_size"], r["eval_epochs"]) for r in rows] == [
+        (0, 2, 1), (1, 2, 1), (0, 3, 1), (0, 2, 2)]
+    # Seed and pool size each distill their own set; only the protocol reuses one.
+    assert [r["resumed_from"] for r in rows] == [0, 0, 0, 4]
+    report = bench.report([str(tmp_path / "rows.jsonl")])
+    assert ", seed 1 |" in report and ", pool 3 x 8 |" in report
+    assert ", eval 2 epochs x 1 |" in report
