@@ -265,7 +265,7 @@ def _parallel_runs(
     dsa: bool,
     normalized: bool,
     bar: Any,
-    compile: bool = False,
+    compile: bool | None = None,
 ) -> tuple[list[float], list[bool]]:
     """Runs in worker processes on the CPU. Small ConvNet batches use two threads poorly,
     so independent runs side by side finish sooner than one after another."""
@@ -322,14 +322,13 @@ def _protocol(
         raise ValueError("the distilled set is empty")
     dev = resolve_device(device)
     jobs = min(jobs, runs) if dev.type == "cpu" else 1  # one GPU: runs share it anyway
-    use_compile = _want_compile(compile, dev, _work(dataset, bundle, epochs))
     accs: list[float] = []
-    compiled: list[bool] = []
+    compiled: list[bool] = []  # each run resolves the compile default and says what ran
     start = time.perf_counter()
     with tqdm(total=runs * epochs, desc="eval", disable=not progress, unit="ep") as bar:
         if jobs > 1:
             accs, compiled = _parallel_runs(dataset, bundle, runs, epochs, seed, jobs,
-                                            batch_size, dsa, normalized, bar, use_compile)
+                                            batch_size, dsa, normalized, bar, compile)
         else:
             def tick(loss: float) -> None:
                 bar.set_postfix(run=f"{len(accs) + 1}/{runs}", loss=f"{loss:.3f}", refresh=False)
@@ -347,7 +346,7 @@ def _protocol(
                     normalized,
                     # Reading the loss for the bar waits for the GPU: only with a bar.
                     tick if progress else None,
-                    use_compile,
+                    compile,
                 )
                 accs.append(acc)
                 compiled.append(ran_compiled)
