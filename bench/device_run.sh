@@ -112,8 +112,15 @@ job pair-plain cifar10 pair "${P[@]}" --dm-mode plain
 # "Accuracy no worse at equal iterations" needs more than one seed of the pair.
 job pair-fast-s1 cifar10 pair "${P[@]}" --dm-mode fast --seed 1
 job pair-plain-s1 cifar10 pair "${P[@]}" --dm-mode plain --seed 1
+job pair-fast-s2 cifar10 pair "${P[@]}" --dm-mode fast --seed 2
+job pair-plain-s2 cifar10 pair "${P[@]}" --dm-mode plain --seed 2
 # The plain loop draws fresh networks every iteration; a larger pool may close the gap.
 job pair-fast-p512 cifar10 pair "${P[@]}" --dm-mode fast --pool-size 512
+job pair-fast-p512-s1 cifar10 pair "${P[@]}" --dm-mode fast --pool-size 512 --seed 1
+job pair-fast-p512-s2 cifar10 pair "${P[@]}" --dm-mode fast --pool-size 512 --seed 2
+job pair-fast-p1024 cifar10 pair "${P[@]}" --dm-mode fast --pool-size 1024
+job pair-fast-p1024-s1 cifar10 pair "${P[@]}" --dm-mode fast --pool-size 1024 --seed 1
+job pair-fast-p1024-s2 cifar10 pair "${P[@]}" --dm-mode fast --pool-size 1024 --seed 2
 # Random subsets need no distillation: their evaluations share one process.
 if [[ "subsets" =~ $JOBS ]]; then
   ( for spec in "cifar10 122880" "mnist 7840" "mnist 31360"; do
@@ -144,6 +151,7 @@ import sys, json
 for l in sys.stdin:
     r = json.loads(l)
     print(r['dataset'], r['budget'], r['kind'], r['bits'], r.get('quantizer'), r.get('dm_mode'),
-          r.get('iterations'), r.get('ipc'), r.get('accuracy'), r.get('std'), r.get('it_per_s'))
+          r.get('iterations'), r.get('ipc'), r.get('seed', 0), r.get('pool_size'),
+          r.get('accuracy'), r.get('std'), r.get('it_per_s'))
 "
 echo "== done ($(( $(date +%s) - T0 )) s)"

@@ -122,8 +122,11 @@ def _errors() -> tuple[type[BaseException], ...]:
               show_default=True,
               help="fast: pool of random networks with precomputed real embeddings; "
               "plain: the reference loop (a fresh network and real batch every iteration).")
-@click.option("--pool-size", type=click.IntRange(min=1), default=128, show_default=True,
-              help="Random networks (each with its own DSA draws) in the fast-mode pool.")
+@click.option("--pool-size", type=click.IntRange(min=1), default=None,
+              help="Random networks (each with its own DSA draws) in the fast-mode pool. "
+              "[default: 512 on a GPU, 128 on a CPU] Each is reused about iterations / "
+              "pool size times; a larger pool costs a longer set-up and comes closer to "
+              "the plain loop's accuracy at equal iterations (docs/results.md).")
 @click.option("--real-per-class", type=click.IntRange(min=1), default=256, show_default=True,
               help="Real images per class behind each precomputed mean (fast mode).")
 @click.option("--pool-train-steps", type=click.IntRange(min=0), default=0, show_default=True,
@@ -170,7 +173,7 @@ def distill_command(
     resume: bool,
     device: str,
     dm_mode: str,
-    pool_size: int,
+    pool_size: int | None,
     real_per_class: int,
     pool_train_steps: int,
     pool_train_batch: int,

@@ -102,7 +102,7 @@ class DistillConfig:
     data_dir: str | None = None
     # --- objective speed/fidelity switches (DM) ---
     dm_mode: str = "fast"  # fast (network pool, precomputed real means) | plain (reference)
-    pool_size: int = 128
+    pool_size: int | None = None  # None: 512 on a GPU, 128 on a CPU (default_pool_size)
     real_per_class: int = 256
     pool_train_steps: int = 0  # fast DM: train the pool's networks up to this many steps
     pool_train_batch: int = 256  # real images per pool training step

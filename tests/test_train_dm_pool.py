@@ -1,4 +1,4 @@
-"""Fast DM's network pool with trained networks (``pool_train_steps``)."""
+"""Fast DM's network pool: its default size, and trained networks (``pool_train_steps``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from cli.main import main
 from quadd_train.distill import DistillConfig, distill
-from quadd_train.methods.dm import DMObjective
+from quadd_train.methods.dm import DMObjective, default_pool_size
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -89,3 +89,25 @@ def test_pool_training_needs_the_fast_mode(tmp_path):
     assert res.exit_code != 0
     assert "fast DM mode" in res.output and "Traceback" not in res.output
     assert not (tmp_path / "x.qdd").exists()
+
+
+def test_default_pool_is_larger_on_a_gpu():
+    # No GPU is needed to ask: the default depends on the device type only.
+    assert default_pool_size(torch.device("cpu")) == 128
+    assert default_pool_size(torch.device("cuda")) == 512
+    assert default_pool_size(torch.device("cuda", 1)) == 512
+
+
+def test_an_unset_pool_size_takes_the_device_default_and_resumes(digits):
+    obj = DMObjective(real_per_class=2)
+    obj.prepare(_real(digits), digits.y_train, 10, 1, torch.device("cpu"), seed=0)
+    assert len(obj._nets) == obj._pool_means.shape[0] == default_pool_size(obj.device)
+    # The request (None) is what a checkpoint keeps, so the same command resumes the
+    # saved pool instead of rebuilding it.
+    state = obj.state_dict()
+    assert state["cfg"]["pool_size"] is None
+    again = DMObjective(real_per_class=2)
+    again.load_state_dict(state)
+    assert again._pool_means is state["pool_means"]
+    with pytest.raises(ValueError, match="pool_size"):
+        DMObjective(pool_size=0)
