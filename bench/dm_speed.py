@@ -197,9 +197,15 @@ def main(argv: list[str] | None = None) -> None:
     best = built[best_name][0]
     q_rows: list[tuple[str, float, str]] = []
     qnames = ("none", "uniform", "apot", "learned")
-    qt = _time_interleaved({q: _Stepper(best, q, syn0) for q in qnames}, 2 * args.iters)
-    for qn in qnames:
-        label = "none (unquantized)" if qn == "none" else f"{qn}, 4 bits"
+    steppers = {q: _Stepper(best, q, syn0) for q in qnames}
+    # The uniform quantizer's generic path (group layout, gather, autograd through the
+    # table), which the fused one replaced: the gap is what the fusion saves here.
+    steppers["uniform-generic"] = _Stepper(best, "uniform", syn0)
+    steppers["uniform-generic"].quant.fused = False
+    qt = _time_interleaved(steppers, 2 * args.iters)
+    for qn in steppers:
+        label = {"none": "none (unquantized)",
+                 "uniform-generic": "uniform, 4 bits, generic path"}.get(qn, f"{qn}, 4 bits")
         q_rows.append((label, qt[qn], f"{100 * (qt[qn] / qt['none'] - 1):+.1f}%"))
 
     # Precompute cost without the one-off compile: build the same pool again (the compile

@@ -188,6 +188,72 @@ class _GatherSTE(torch.autograd.Function):
         return grad_x, g_table, None, g_offset, g_scale, None
 
 
+class _UniformSTE(torch.autograd.Function):
+    """The uniform quantizer without soft rounding, in the samples' own layout.
+
+    The same values as the generic path (level table, gather, ``_GatherSTE``) and the
+    same gradients up to summation order, but about 30 operations per step instead of
+    about 90: no copies into the group layout and back, no gather, and the level
+    parameters' gradient (table, range sort, clamp) written out instead of recorded
+    by autograd. On a GPU, where a fast DM step is bound by kernel launches, that count
+    is the quantizer's cost.
+
+    ``lo_p``/``hi_p``: ``(G, 1)`` range ends (either order); ``bshape`` views a ``(G,)``
+    vector against the samples, and ``dims`` are the sample dimensions summed per group.
+    Returns ``q`` and, without gradients, the float codes and the sorted ``lo`` and
+    ``scale`` that define the exported table.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        x: Tensor,
+        lo_p: Tensor,
+        hi_p: Tensor,
+        bshape: tuple[int, ...],
+        dims: tuple[int, ...],
+        num_levels: int,
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        ends, order = torch.cat([lo_p, hi_p], dim=1).sort(dim=1)
+        lo, hi = ends[:, :1], ends[:, 1:]
+        raw = (hi - lo) / (num_levels - 1)
+        scale = raw.clamp_min(_MIN_SCALE)
+        lo_b, scale_b = lo.reshape(bshape), scale.reshape(bshape)
+        u = (x - lo_b) / scale_b
+        codes = u.round().clamp_(0, num_levels - 1)
+        # lo + scale * code: the table's own arithmetic (offset + scale * grid), so q is
+        # the table entry bit for bit.
+        q = lo_b + scale_b * codes
+        ctx.save_for_backward(x, u, codes, lo_b, scale_b, raw, order)
+        ctx.dims, ctx.num_levels = dims, num_levels
+        ctx.mark_non_differentiable(codes, lo, scale)
+        return q, codes, lo, scale
+
+    @staticmethod
+    def backward(  # type: ignore[override]
+        ctx: Any, grad: Tensor, *_: Any
+    ) -> tuple[Tensor | None, ...]:
+        x, u, codes, lo_b, scale_b, raw, order = ctx.saved_tensors
+        dims, top = ctx.dims, ctx.num_levels - 1
+        # Inside the range the STE makes q follow x, so the range's own gradient is the
+        # LSQ term (code - u) for scale and nothing for the offset; outside, q is an end
+        # level: d/d offset = 1, d/d scale = its code.
+        inside = (x >= lo_b) & (x <= lo_b + scale_b * top)
+        g_in = grad * inside
+        g_off = grad - g_in
+        g_scale = grad * codes - g_in * u
+        if dims:
+            g_off, g_scale = g_off.sum(dims), g_scale.sum(dims)
+        g_off, g_scale = g_off.reshape(-1, 1), g_scale.reshape(-1, 1)
+        # scale = clamp_min((hi - lo) / top), offset = lo; then undo the sort of the ends
+        # (two columns: a swap where the sort swapped them).
+        g_hi = g_scale * ((raw >= _MIN_SCALE) / top)
+        g_lo = g_off - g_hi
+        swapped = order[:, :1] == 1
+        return (grad, torch.where(swapped, g_hi, g_lo), torch.where(swapped, g_lo, g_hi),
+                None, None, None)
+
+
 class Quantizer(nn.Module):
     """Base class: level table + nearest-level codes + bit-exact export."""
 
@@ -258,11 +324,16 @@ class Quantizer(nn.Module):
         if self._last is None:
             raise RuntimeError("export() without samples needs a forward pass first")
         codes, table, shape = self._last
-        codes_np = _from_groups(codes, self.group, shape).to(torch.uint8).cpu().numpy()
-        levels = table.cpu().numpy().astype(np.float32, copy=True)
-        if np.any(np.diff(levels, axis=1) < 0):  # guaranteed by table(); cheap to assert
-            raise AssertionError("quantizer produced an unsorted level table")
-        return codes_np, levels
+        return _export_arrays(_from_groups(codes, self.group, shape), table)
+
+
+def _export_arrays(codes: Tensor, table: Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """``(codes uint8 (N, C, ...), levels float32 (G, L))`` on the host."""
+    codes_np = codes.to(torch.uint8).cpu().numpy()
+    levels = table.cpu().numpy().astype(np.float32, copy=True)
+    if np.any(np.diff(levels, axis=1) < 0):  # guaranteed by table(); cheap to assert
+        raise AssertionError("quantizer produced an unsorted level table")
+    return codes_np, levels
 
 
 class IdentityQuantizer(Quantizer):
@@ -343,6 +414,37 @@ class UniformQuantizer(_AffineGridQuantizer):
         self.hi = nn.Parameter(torch.full((self.num_groups, 1), 1.0))
         self.soft_round_beta = soft_round_beta
         self.register_buffer("grid", torch.arange(self.num_levels, dtype=torch.float32)[None])
+        # False: the generic path (kept for soft rounding, and as the fused one's reference).
+        self.fused = True
+        self._last_fused: tuple[Tensor, Tensor, Tensor, torch.Size] | None = None
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.fused or self.soft_round_beta:
+            self._last_fused = None
+            return super().forward(x)
+        self._check(x)
+        nd, n, c = x.dim(), x.shape[0], x.shape[1]
+        rest = tuple(range(2, nd))
+        if self.group == "channel":
+            bshape, dims = (1, c) + (1,) * (nd - 2), (0, *rest)
+        elif self.group == "sample-channel":
+            bshape, dims = (n, c) + (1,) * (nd - 2), rest
+        else:
+            bshape, dims = (1,) * nd, tuple(range(nd))
+        q, codes, lo, scale = _UniformSTE.apply(x.float(), self.lo, self.hi, bshape, dims,
+                                                self.num_levels)
+        self._last, self._last_fused = None, (codes, lo, scale, x.shape)
+        return q
+
+    def export(self, x: Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
+        if x is not None:
+            with torch.no_grad():
+                self.forward(x)
+        if self._last_fused is None:
+            return super().export()
+        codes, lo, scale, _ = self._last_fused
+        # The generic path's table, from the range of that forward pass.
+        return _export_arrays(codes, lo + scale * self.grid + 0.0)
 
     def init_from(self, x: Tensor) -> None:
         xg = _to_groups(x.detach().float(), self.group)

@@ -69,6 +69,41 @@ def test_gradients_reach_samples_and_levels(name: str) -> None:
     assert grads and all(g is not None and g.abs().sum() > 0 for g in grads.values()), grads
 
 
+@pytest.mark.parametrize("group", ["tensor", "channel", "sample-channel"])
+@pytest.mark.parametrize("shape", [(N, C, 6, 5), (N, C)])
+def test_fused_uniform_matches_the_generic_path(group: str, shape: tuple[int, ...]) -> None:
+    """The fused uniform step gives the generic path's values bit for bit and its
+    gradients up to summation order, also with swapped or collapsed range ends."""
+    gen = torch.Generator().manual_seed(2)
+    for bits in (1, 2, 4, 8):
+        x0 = torch.randn(shape, generator=gen) * 1.5 + 0.2
+        weights = torch.randn(shape, generator=gen)
+        ref = make_quantizer("uniform", bits, group, num_samples=N, num_channels=C)
+        ref.init_from(x0 * 0.8)  # some values fall outside the range
+        with torch.no_grad():
+            ref.lo[0], ref.hi[0] = ref.hi[0].clone(), ref.lo[0].clone()  # swapped ends
+            if ref.num_groups > 2:
+                ref.hi[-1] = ref.lo[-1]  # a collapsed range: the minimum scale
+        ref.fused = False
+        fused = make_quantizer("uniform", bits, group, num_samples=N, num_channels=C)
+        fused.load_state_dict(ref.state_dict())
+        assert fused.fused
+        outs = []
+        for q in (ref, fused):
+            x = x0.clone().requires_grad_(True)
+            y = q(x)
+            (y * weights).sum().backward()
+            outs.append((y.detach(), x.grad, q.lo.grad, q.hi.grad, q.export()))
+        (y_r, gx_r, glo_r, ghi_r, (c_r, l_r)), (y_f, gx_f, glo_f, ghi_f, (c_f, l_f)) = outs
+        assert torch.equal(y_r.view(torch.int32), y_f.view(torch.int32)), bits
+        assert np.array_equal(c_r, c_f) and np.array_equal(l_r.view(np.uint32),
+                                                          l_f.view(np.uint32))
+        assert torch.equal(gx_r, gx_f)
+        torch.testing.assert_close(glo_f, glo_r, rtol=1e-5, atol=1e-4)
+        torch.testing.assert_close(ghi_f, ghi_r, rtol=1e-5, atol=1e-4)
+        assert glo_r.abs().sum() + ghi_r.abs().sum() > 0  # not a comparison of zeros
+
+
 def test_ste_is_identity_for_samples() -> None:
     x = torch.randn(N, C, 4, 4).requires_grad_(True)
     q = make_quantizer("uniform", 4, "channel", N, C)
