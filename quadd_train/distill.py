@@ -17,7 +17,7 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -35,6 +35,7 @@ from quadd_codec.layout import stored_shape as codec_stored_shape
 
 from .devices import resolve_device
 from .methods import make_objective
+from .methods.dm import default_pool_size
 from .quantizers import GROUPS, QUANTIZERS, make_quantizer, quantizer_optimizer
 from .synthetic import SyntheticSet
 
@@ -376,6 +377,10 @@ def distill(
     config.validate()
     out_path = os.fspath(out_path)
     device = resolve_device(config.device)
+    if config.method == "dm" and config.pool_size is None:
+        # The checkpoint's fingerprint gets the number, so a checkpoint made with the
+        # default before the default depended on the device (128) still resumes on a CPU.
+        config = replace(config, pool_size=default_pool_size(device))
     ckpt_path = config.checkpoint_path or out_path + ".ckpt"
     # Fail before hours of optimization, not when writing the result.
     for path in {out_path, ckpt_path} if config.checkpoint_every else {out_path}:

@@ -298,6 +298,28 @@ def test_checkpoint_from_before_a_new_setting_still_resumes(tmp_path, digits):
                 digits, tmp_path / "c.qdd", progress=False)
 
 
+def test_default_pool_size_is_recorded_as_the_devices_number(tmp_path, digits):
+    # The checkpoint stores the resolved size (128 on a CPU): a checkpoint made with an
+    # explicit --pool-size 128, as the default was before, resumes without one, and the
+    # other way round.
+    ckpt = tmp_path / "d.ckpt"
+    kw = dict(real_per_class=2, checkpoint_path=str(ckpt))
+    distill(_cfg(iterations=2, pool_size=128, checkpoint_every=2, **kw), digits,
+            tmp_path / "a.qdd", progress=False)
+    res = distill(_cfg(iterations=3, pool_size=None, resume=True, **kw), digits,
+                  tmp_path / "a.qdd", progress=False)
+    assert res.resumed_from == 2
+    distill(_cfg(iterations=2, pool_size=None, checkpoint_every=2, **kw), digits,
+            tmp_path / "b.qdd", progress=False)
+    assert torch.load(ckpt, weights_only=False)["objective"]["pool_means"].shape[0] == 128
+    res = distill(_cfg(iterations=3, pool_size=128, resume=True, **kw), digits,
+                  tmp_path / "b.qdd", progress=False)
+    assert res.resumed_from == 2
+    with pytest.raises(ValueError, match=r"different settings \(pool_size\)"):
+        distill(_cfg(iterations=3, pool_size=64, resume=True, **kw), digits,
+                tmp_path / "b.qdd", progress=False)
+
+
 def test_pool_build_shows_progress_and_resume_skips_it(tmp_path, digits, capsys):
     # A big pool embeds for minutes before the first iteration; the bar says so.
     ckpt = tmp_path / "p.ckpt"
