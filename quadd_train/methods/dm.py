@@ -377,7 +377,8 @@ def default_pool_size(device: torch.device) -> int:
 
     Each entry is reused about iterations / pool_size times, and reuse costs accuracy at
     equal iterations: on an H200 (CIFAR-10, IPC 16, 1000 iterations, 3 seeds) a pool of
-    128 ended 0.86 points below the plain loop, one of 512 0.16 below (docs/results.md).
+    128 ended 0.86 points below the plain loop, larger ones (512, 1024) 0.16-0.45 below
+    (docs/results.md).
     Embedding 512 x 256 real CIFAR-10 images per class takes seconds on a GPU but about
     half an hour on two CPU cores, so the CPU keeps the smaller pool."""
     return 512 if torch.device(device).type == "cuda" else 128
