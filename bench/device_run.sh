@@ -100,7 +100,7 @@ job cu-q2-pt cifar10 cifar10-upsample "${CU[@]}" --only quadd:2:uniform --bits 2
 job cu-q2-lin cifar10 cifar10-upsample "${CU[@]}" --only quadd:2:uniform --bits 2 \
   --upsample-filter linear
 # The CPU's best CIFAR-10 file (57.0%) used bilinear with a 512-network pool of 128 real
-# images per class; the GPU default pool above is 128 x 256.
+# images per class; this script's own pool (QDR_POOL) is 128 x 256 unless a job says otherwise.
 job cu-q2-lin-p512 cifar10 cifar10-upsample "${CU[@]}" --only quadd:2:uniform --bits 2 \
   --upsample-filter linear --pool-size 512 --real-per-class 128
 MU=(--budget 7840 --stages $STAGES --upsample 2)

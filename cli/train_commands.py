@@ -124,9 +124,9 @@ def _errors() -> tuple[type[BaseException], ...]:
               "plain: the reference loop (a fresh network and real batch every iteration).")
 @click.option("--pool-size", type=click.IntRange(min=1), default=None,
               help="Random networks (each with its own DSA draws) in the fast-mode pool. "
-              "[default: 512 on a GPU, 128 on a CPU] Each is reused about iterations / "
-              "pool size times; a larger pool costs a longer set-up and comes closer to "
-              "the plain loop's accuracy at equal iterations (docs/results.md).")
+              "Each is reused about iterations / pool size times; a larger pool costs a "
+              "longer set-up and comes closer to the plain loop's accuracy at equal "
+              "iterations (docs/results.md).  [default: 512 on a GPU, 128 on a CPU]")
 @click.option("--real-per-class", type=click.IntRange(min=1), default=256, show_default=True,
               help="Real images per class behind each precomputed mean (fast mode).")
 @click.option("--pool-train-steps", type=click.IntRange(min=0), default=0, show_default=True,

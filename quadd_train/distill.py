@@ -13,6 +13,7 @@ at the end) and :func:`subset` (random real samples).
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import sys
 import tempfile
@@ -377,11 +378,20 @@ def distill(
     config.validate()
     out_path = os.fspath(out_path)
     device = resolve_device(config.device)
-    if config.method == "dm" and config.pool_size is None:
-        # The checkpoint's fingerprint gets the number, so a checkpoint made with the
-        # default before the default depended on the device (128) still resumes on a CPU.
-        config = replace(config, pool_size=default_pool_size(device))
     ckpt_path = config.checkpoint_path or out_path + ".ckpt"
+    state: dict[str, Any] | None = None
+    if config.resume and os.path.exists(ckpt_path):
+        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+        if state.get("version") != _CKPT_VERSION:
+            raise ValueError(f"checkpoint {ckpt_path} has an unsupported version")
+    if config.method == "dm" and config.pool_size is None:
+        # The default depends on the device, so a run resumes on the pool size it was
+        # started with (on a GPU, on a CPU, or before the default depended on the
+        # device); a new run records the number, not "default".
+        if state is not None:
+            config = replace(config, pool_size=state["fingerprint"].get("pool_size", 128))
+        elif config.dm_mode == "fast":
+            config = replace(config, pool_size=default_pool_size(device))
     # Fail before hours of optimization, not when writing the result.
     for path in {out_path, ckpt_path} if config.checkpoint_every else {out_path}:
         _check_dir(path)
@@ -423,11 +433,7 @@ def distill(
         rng = np.random.default_rng([int(config.seed), 1])
 
         start_it = 0
-        state: dict[str, Any] | None = None
-        if config.resume and os.path.exists(ckpt_path):
-            state = torch.load(ckpt_path, map_location=device, weights_only=False)
-            if state.get("version") != _CKPT_VERSION:
-                raise ValueError(f"checkpoint {ckpt_path} has an unsupported version")
+        if state is not None:
             # A setting added since the checkpoint was written counts at its default.
             then = {**_fingerprint(DistillConfig()), **state["fingerprint"]}
             now = _fingerprint(config)
@@ -520,6 +526,12 @@ def distill(
                 ckpt = bool(config.checkpoint_every) and (it + 1) % config.checkpoint_every == 0
                 if it % 10 == 0 or last or ckpt:
                     last_loss = float(loss.detach())
+                    if not math.isfinite(last_loss):
+                        # Writing on would put NaN samples (and undefined codes) in a file.
+                        raise ValueError(
+                            f"distillation diverged: loss {last_loss} at iteration {it + 1}; "
+                            "try a smaller --lr-img or --lr-quant"
+                        )
                     bar.set_postfix(loss=f"{last_loss / num_classes:.4f}", refresh=False)
                 if ckpt:
                     save_checkpoint(it + 1)

@@ -431,8 +431,9 @@ class UniformQuantizer(_AffineGridQuantizer):
             bshape, dims = (n, c) + (1,) * (nd - 2), rest
         else:
             bshape, dims = (1,) * nd, tuple(range(nd))
-        q, codes, lo, scale = _UniformSTE.apply(x.float(), self.lo, self.hi, bshape, dims,
-                                                self.num_levels)
+        # float32 throughout, as the generic path's table: the file stores float32 levels.
+        q, codes, lo, scale = _UniformSTE.apply(x.float(), self.lo.float(), self.hi.float(),
+                                                bshape, dims, self.num_levels)
         self._last, self._last_fused = None, (codes, lo, scale)
         return q
 
@@ -443,6 +444,8 @@ class UniformQuantizer(_AffineGridQuantizer):
         if self._last_fused is None:
             return super().export()
         codes, lo, scale = self._last_fused
+        if torch.isnan(codes).any():  # a NaN sample has no code (uint8 of NaN is undefined)
+            raise ValueError("cannot export NaN samples: the distillation diverged")
         # The generic path's table, from the range of that forward pass.
         return _export_arrays(codes, lo + scale * self.grid + 0.0)
 

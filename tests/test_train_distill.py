@@ -298,26 +298,39 @@ def test_checkpoint_from_before_a_new_setting_still_resumes(tmp_path, digits):
                 digits, tmp_path / "c.qdd", progress=False)
 
 
-def test_default_pool_size_is_recorded_as_the_devices_number(tmp_path, digits):
-    # The checkpoint stores the resolved size (128 on a CPU): a checkpoint made with an
-    # explicit --pool-size 128, as the default was before, resumes without one, and the
-    # other way round.
+def test_an_unset_pool_size_resumes_on_the_checkpoints_pool(tmp_path, digits):
+    # The default depends on the device (512 on a GPU, 128 on a CPU). A new run records
+    # the number; a run without --pool-size resumes on whatever its checkpoint used:
+    # another device's default, or 128 from before the default depended on the device.
     ckpt = tmp_path / "d.ckpt"
     kw = dict(real_per_class=2, checkpoint_path=str(ckpt))
-    distill(_cfg(iterations=2, pool_size=128, checkpoint_every=2, **kw), digits,
-            tmp_path / "a.qdd", progress=False)
-    res = distill(_cfg(iterations=3, pool_size=None, resume=True, **kw), digits,
-                  tmp_path / "a.qdd", progress=False)
-    assert res.resumed_from == 2
     distill(_cfg(iterations=2, pool_size=None, checkpoint_every=2, **kw), digits,
-            tmp_path / "b.qdd", progress=False)
-    assert torch.load(ckpt, weights_only=False)["objective"]["pool_means"].shape[0] == 128
-    res = distill(_cfg(iterations=3, pool_size=128, resume=True, **kw), digits,
+            tmp_path / "a.qdd", progress=False)
+    state = torch.load(ckpt, weights_only=False)
+    assert state["fingerprint"]["pool_size"] == 128
+    assert state["objective"]["pool_means"].shape[0] == 128
+    distill(_cfg(iterations=2, pool_size=5, checkpoint_every=2, **kw), digits,
+            tmp_path / "b.qdd", progress=False)  # as if made where the default is 5
+    res = distill(_cfg(iterations=3, pool_size=None, resume=True, **kw), digits,
                   tmp_path / "b.qdd", progress=False)
     assert res.resumed_from == 2
     with pytest.raises(ValueError, match=r"different settings \(pool_size\)"):
         distill(_cfg(iterations=3, pool_size=64, resume=True, **kw), digits,
                 tmp_path / "b.qdd", progress=False)
+    # The plain loop has no pool; its old checkpoints recorded the old default.
+    distill(_cfg(iterations=2, dm_mode="plain", pool_size=128, checkpoint_every=2, **kw),
+            digits, tmp_path / "c.qdd", progress=False)
+    res = distill(_cfg(iterations=3, dm_mode="plain", pool_size=None, resume=True, **kw),
+                  digits, tmp_path / "c.qdd", progress=False)
+    assert res.resumed_from == 2
+
+
+def test_a_diverging_run_stops_with_a_clear_error(tmp_path, digits):
+    out = tmp_path / "x.qdd"
+    with pytest.raises(ValueError, match="diverged"):
+        distill(_cfg(quantizer="none", ipc=1, iterations=20, lr_img=1e38), digits, out,
+                progress=False)
+    assert not out.exists()
 
 
 def test_pool_build_shows_progress_and_resume_skips_it(tmp_path, digits, capsys):

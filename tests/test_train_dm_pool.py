@@ -102,12 +102,19 @@ def test_an_unset_pool_size_takes_the_device_default_and_resumes(digits):
     obj = DMObjective(real_per_class=2)
     obj.prepare(_real(digits), digits.y_train, 10, 1, torch.device("cpu"), seed=0)
     assert len(obj._nets) == obj._pool_means.shape[0] == default_pool_size(obj.device)
-    # The request (None) is what a checkpoint keeps, so the same command resumes the
-    # saved pool instead of rebuilding it.
+    # The state records the size built; an objective with no size asked for takes the
+    # saved pool whatever its device's default (here: a pool of 5 from elsewhere).
     state = obj.state_dict()
-    assert state["cfg"]["pool_size"] is None
+    assert state["cfg"]["pool_size"] == default_pool_size(obj.device)
+    small = DMObjective(pool_size=5, real_per_class=2)
+    small.prepare(_real(digits), digits.y_train, 10, 1, torch.device("cpu"), seed=0)
     again = DMObjective(real_per_class=2)
-    again.load_state_dict(state)
-    assert again._pool_means is state["pool_means"]
+    again.load_state_dict(small.state_dict())
+    again.prepare(_real(digits), digits.y_train, 10, 1, torch.device("cpu"), seed=0)
+    assert again.pool_size == len(again._nets) == 5
+    assert torch.equal(again._pool_means, small._pool_means)
+    other = DMObjective(pool_size=6, real_per_class=2)  # an explicit size that differs
+    other.load_state_dict(small.state_dict())
+    assert other._pool_means is None
     with pytest.raises(ValueError, match="pool_size"):
         DMObjective(pool_size=0)

@@ -181,7 +181,10 @@ class DMObjective(Objective):
         self.class_idx = [np.flatnonzero(y_np == c) for c in range(self.num_classes)]
         self.bf16 = _native_bf16(self.device) if self.cfg.bf16 is None else self.cfg.bf16
         ps = self.cfg.pool_size
-        self.pool_size = default_pool_size(self.device) if ps is None else int(ps)
+        if self._net_seeds is not None:  # restored from a checkpoint
+            self.pool_size = len(self._net_seeds)
+        else:
+            self.pool_size = default_pool_size(self.device) if ps is None else int(ps)
         cl = self.cfg.channels_last
         self.channels_last = self.device.type == "cuda" if cl is None else cl
         if self.cfg.compile:
@@ -325,7 +328,8 @@ class DMObjective(Objective):
         if self.cfg.mode != "fast" or self._pool_means is None:
             return {"cfg": asdict(self.cfg)}
         state = {
-            "cfg": asdict(self.cfg),
+            # The size built, not the request: None resolves differently per device.
+            "cfg": {**asdict(self.cfg), "pool_size": self.pool_size},
             "pool_means": self._pool_means.cpu(),
             "pool_seeds": self._pool_seeds,
             "net_seeds": self._net_seeds,
@@ -336,7 +340,10 @@ class DMObjective(Objective):
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if _pool_key(state.get("cfg", {})) != _pool_key(asdict(self.cfg)):
+        saved, mine = state.get("cfg", {}), asdict(self.cfg)
+        if mine["pool_size"] is None:  # no size asked for: the saved pool's will do
+            mine["pool_size"] = saved.get("pool_size")
+        if _pool_key(saved) != _pool_key(mine):
             return  # different settings: recompute rather than reuse a stale pool
         if "pool_means" in state:
             self._pool_means = state["pool_means"]
