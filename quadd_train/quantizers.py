@@ -79,6 +79,21 @@ def _from_groups(t: Tensor, group: str, shape: torch.Size | tuple[int, ...]) -> 
     return t.reshape(shape)
 
 
+def _group_broadcast(group: str, shape: torch.Size | tuple[int, ...]
+                     ) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The groups of :func:`_to_groups` without moving data: the shape that views a
+    ``(G,)`` vector against ``(N, C, ...)`` samples, and the dimensions summed per group."""
+    nd, n, c = len(shape), shape[0], shape[1]
+    rest = tuple(range(2, nd))
+    if group == "channel":
+        return (1, c) + (1,) * (nd - 2), (0, *rest)
+    if group == "sample-channel":
+        return (n, c) + (1,) * (nd - 2), rest
+    if group == "tensor":
+        return (1,) * nd, tuple(range(nd))
+    raise ValueError(f"unknown group {group!r}; expected one of {GROUPS}")
+
+
 def _apot_magnitudes(m: int) -> list[float]:
     """``2**m`` distinct magnitudes in ``[0, 1]`` built as additive powers of two.
 
@@ -423,14 +438,7 @@ class UniformQuantizer(_AffineGridQuantizer):
             self._last_fused = None
             return super().forward(x)
         self._check(x)
-        nd, n, c = x.dim(), x.shape[0], x.shape[1]
-        rest = tuple(range(2, nd))
-        if self.group == "channel":
-            bshape, dims = (1, c) + (1,) * (nd - 2), (0, *rest)
-        elif self.group == "sample-channel":
-            bshape, dims = (n, c) + (1,) * (nd - 2), rest
-        else:
-            bshape, dims = (1,) * nd, tuple(range(nd))
+        bshape, dims = _group_broadcast(self.group, x.shape)
         # float32 throughout, as the generic path's table: the file stores float32 levels.
         q, codes, lo, scale = _UniformSTE.apply(x.float(), self.lo.float(), self.hi.float(),
                                                 bshape, dims, self.num_levels)
