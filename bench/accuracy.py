@@ -68,7 +68,9 @@ def _key(r: dict[str, Any]) -> tuple:
             r.get("pool_train_batch", 256), r.get("upsample_filter", "nearest"),
             # Rows written before seeds were recorded all used seed 0.
             r.get("seed", 0), r.get("pool_size"), r.get("real_per_class"),
-            r.get("eval_epochs"), r.get("eval_runs"))
+            r.get("eval_epochs"), r.get("eval_runs"),
+            # Rows written before the pool order was recorded drew at random.
+            r.get("pool_order", "random") if r.get("dm_mode", "fast") == "fast" else None)
 
 
 def _machine() -> str:
@@ -101,6 +103,7 @@ def _base_record(args: argparse.Namespace, r: dict[str, Any]) -> dict[str, Any]:
     return {
         **r, "dataset": args.dataset, "eval_epochs": args.eval_epochs, "eval_runs": args.runs,
         "pool_size": args.pool_size, "real_per_class": args.real_per_class, "seed": args.seed,
+        "pool_order": args.pool_order,
         "dm_mode": args.dm_mode, "ipc_fixed": args.ipc, "quant_warmup": args.quant_warmup,
         "upsample": args.upsample, "lr_img": args.lr_img,
         # Subsets are stored as block means for repetition whatever the distilled rows use.
@@ -164,7 +167,10 @@ def _distill_rows(args: argparse.Namespace, bundle: Any, r: dict[str, Any], budg
             + (f"-lr{args.lr_img:g}" if args.lr_img != 1.0 else "")
             + (f"-{args.upsample_filter}" if args.upsample_filter != "nearest" else "")
             + (f"-pt{args.pool_train_steps}x{args.pool_train_batch}"
-               if args.pool_train_steps else ""))
+               if args.pool_train_steps else "")
+            # Older work files drew the pool at random and carry no suffix; a shuffled
+            # run must not resume their checkpoints.
+            + ("-shuffle" if args.pool_order == "shuffle" and args.dm_mode == "fast" else ""))
     ckpt = work / f"{stem}.ckpt"
     pending = [n for n in stages
                if _key({**_base_record(args, r), "iterations": n}) not in done]
@@ -197,6 +203,7 @@ def _distill_rows(args: argparse.Namespace, bundle: Any, r: dict[str, Any], budg
             dm_mode=args.dm_mode, compile=args.compile, upsample=args.upsample,
             upsample_filter=args.upsample_filter, lr_img=args.lr_img,
             pool_train_steps=args.pool_train_steps, pool_train_batch=args.pool_train_batch,
+            pool_order=args.pool_order,
             # Often enough that a killed run loses little; dividing n_it, so the next
             # stage starts exactly where this one ended.
             checkpoint_every=math.gcd(100, n_it), checkpoint_path=str(ckpt), resume=True,
@@ -240,7 +247,9 @@ def report(paths: list[str]) -> str:
             f"### {first['dataset']} ({p})",
             "",
             f"Distillation: pool {first['pool_size']} nets x {first['real_per_class']} real "
-            f"images per class; evaluation: ConvNet-3, {first['eval_epochs']} epochs, "
+            f"images per class"
+            + (" drawn in shuffled passes" if first.get("pool_order") == "shuffle" else "")
+            + f"; evaluation: ConvNet-3, {first['eval_epochs']} epochs, "
             f"{first['eval_runs']} runs. Machine: {first['machine']}, torch {first['torch']}, "
             f"{first['date']}.",
             "",
@@ -266,6 +275,9 @@ def report(paths: list[str]) -> str:
             if (r["pool_size"], r["real_per_class"]) != (first["pool_size"],
                                                          first["real_per_class"]):
                 kind += f", pool {r['pool_size']} x {r['real_per_class']}"
+            if r.get("dm_mode", "fast") == "fast" and r.get("pool_order", "random") != first.get(
+                    "pool_order", "random"):
+                kind += f", pool drawn {r.get('pool_order', 'random')}"
             if (r["eval_epochs"], r["eval_runs"]) != (first["eval_epochs"], first["eval_runs"]):
                 kind += f", eval {r['eval_epochs']} epochs x {r['eval_runs']}"
             if r.get("seed", 0):
@@ -319,6 +331,8 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--pool-size", type=int, default=32)
     ap.add_argument("--real-per-class", type=int, default=128)
+    ap.add_argument("--pool-order", choices=["shuffle", "random"], default="shuffle",
+                    help="how fast DM draws its pool entries; see distill --pool-order")
     ap.add_argument("--pool-train-steps", type=int, default=0,
                     help="train the pool's networks on real data first (IDM); see distill")
     ap.add_argument("--pool-train-batch", type=int, default=256)

@@ -110,13 +110,18 @@ P=(--budget 2MiB --ipc 16 --stages $PAIR_STAGES --only dm32:32)
 # "Accuracy no worse at equal iterations" needs several seeds of the pair (a seed fixes
 # the initial samples, so a seed's fast and plain runs compare pairwise), and the plain
 # loop draws a fresh network every iteration where the fast one reuses its pool's:
-# pair-fast, pair-plain, pair-fast-p512, pair-fast-p1024, each with -s1 ... -s4.
+# pair-fast, pair-plain, pair-fast-p512, pair-fast-p1024, each with -s1 ... -s4. The fast
+# jobs draw the pool in shuffled passes (the default since 2026-11-29), so a pool of 1024
+# never reuses an entry in 1000 iterations; the -rand jobs draw at random with
+# replacement, as the GPU rows of 2026-11-28/29 did.
 for s in 0 1 2 3 4; do
   sfx=$([ "$s" = 0 ] || echo "-s$s")
   job "pair-fast$sfx" cifar10 pair "${P[@]}" --dm-mode fast --seed "$s"
   job "pair-plain$sfx" cifar10 pair "${P[@]}" --dm-mode plain --seed "$s"
   job "pair-fast-p512$sfx" cifar10 pair "${P[@]}" --dm-mode fast --pool-size 512 --seed "$s"
   job "pair-fast-p1024$sfx" cifar10 pair "${P[@]}" --dm-mode fast --pool-size 1024 --seed "$s"
+  job "pair-fast-p512-rand$sfx" cifar10 pair "${P[@]}" --dm-mode fast --pool-size 512 \
+    --pool-order random --seed "$s"
 done
 # Random subsets need no distillation: their evaluations share one process.
 if [[ "subsets" =~ $JOBS ]]; then
@@ -149,6 +154,7 @@ for l in sys.stdin:
     r = json.loads(l)
     print(r['dataset'], r['budget'], r['kind'], r['bits'], r.get('quantizer'), r.get('dm_mode'),
           r.get('iterations'), r.get('ipc'), r.get('seed', 0), r.get('pool_size'),
+          r.get('pool_order', 'random') if r.get('dm_mode') == 'fast' else '-',
           r.get('accuracy'), r.get('std'), r.get('it_per_s'))
 "
 echo "== done ($(( $(date +%s) - T0 )) s)"

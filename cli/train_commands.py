@@ -129,6 +129,11 @@ def _errors() -> tuple[type[BaseException], ...]:
               "iterations (docs/results.md).  [default: 512 on a GPU, 128 on a CPU]")
 @click.option("--real-per-class", type=click.IntRange(min=1), default=256, show_default=True,
               help="Real images per class behind each precomputed mean (fast mode).")
+@click.option("--pool-order", type=click.Choice(["shuffle", "random"]), default="shuffle",
+              show_default=True,
+              help="Fast mode: draw the pool's entries in shuffled passes (each once per "
+              "pass; with a pool of at least --iterations none is reused) or independently "
+              "at random (with replacement).")
 @click.option("--pool-train-steps", type=click.IntRange(min=0), default=0, show_default=True,
               help="Fast mode: train the pool's networks on real batches first, network p "
               "for p/(pool size - 1) of this many SGD steps, so the pool spans random to "
@@ -175,6 +180,7 @@ def distill_command(
     dm_mode: str,
     pool_size: int | None,
     real_per_class: int,
+    pool_order: str,
     pool_train_steps: int,
     pool_train_batch: int,
     no_dsa: bool,
@@ -203,7 +209,8 @@ def distill_command(
         quant_warmup=quant_warmup, upsample=upsample, upsample_filter=upsample_filter,
         checkpoint_every=checkpoint_every, checkpoint_path=checkpoint_path, resume=resume,
         data_dir=data_dir, dm_mode=dm_mode, pool_size=pool_size,
-        real_per_class=real_per_class, pool_train_steps=pool_train_steps,
+        real_per_class=real_per_class, pool_order=pool_order,
+        pool_train_steps=pool_train_steps,
         pool_train_batch=pool_train_batch, dsa=not no_dsa, channels_last=channels_last,
         bf16=bf16, compile=compile_,
     )

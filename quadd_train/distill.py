@@ -36,7 +36,7 @@ from quadd_codec.layout import stored_shape as codec_stored_shape
 
 from .devices import resolve_device
 from .methods import make_objective
-from .methods.dm import default_pool_size
+from .methods.dm import POOL_ORDERS, default_pool_size
 from .quantizers import GROUPS, QUANTIZERS, make_quantizer, quantizer_optimizer
 from .synthetic import SyntheticSet
 
@@ -106,6 +106,7 @@ class DistillConfig:
     dm_mode: str = "fast"  # fast (network pool, precomputed real means) | plain (reference)
     pool_size: int | None = None  # None: 512 on a GPU, 128 on a CPU (default_pool_size)
     real_per_class: int = 256
+    pool_order: str = "shuffle"  # fast DM: entries once per pass ("shuffle") or "random"
     pool_train_steps: int = 0  # fast DM: train the pool's networks up to this many steps
     pool_train_batch: int = 256  # real images per pool training step
     batch_real: int = 256
@@ -131,6 +132,8 @@ class DistillConfig:
             raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
         if self.post_codebook not in ("uniform", "kmeans"):
             raise ValueError("post_codebook must be 'uniform' or 'kmeans'")
+        if self.pool_order not in POOL_ORDERS:
+            raise ValueError(f"pool_order must be one of {POOL_ORDERS}, got {self.pool_order!r}")
         if self.quant_warmup < 0:
             raise ValueError("quant_warmup must be >= 0")
         if self.ipc is not None and self.ipc < 1:
@@ -155,6 +158,7 @@ class DistillConfig:
             "mode": self.dm_mode,
             "pool_size": self.pool_size,
             "real_per_class": self.real_per_class,
+            "pool_order": self.pool_order,
             "pool_train_steps": self.pool_train_steps,
             "pool_train_batch": self.pool_train_batch,
             "batch_real": self.batch_real,

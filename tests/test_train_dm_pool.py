@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -118,3 +119,55 @@ def test_an_unset_pool_size_takes_the_device_default_and_resumes(digits):
     assert other._pool_means is None
     with pytest.raises(ValueError, match="pool_size"):
         DMObjective(pool_size=0)
+
+
+def _draws(obj: DMObjective, n: int, seed: int = 0) -> list[int]:
+    rng = np.random.default_rng(seed)
+    return [obj._draw(rng) for _ in range(n)]
+
+
+def test_shuffled_passes_draw_every_entry_once_before_any_again(digits):
+    obj = _prepared(digits, 0, pool=5)  # the default order
+    assert obj.cfg.pool_order == "shuffle"
+    seq = _draws(obj, 15)
+    for k in range(3):
+        assert sorted(seq[5 * k: 5 * k + 5]) == list(range(5))
+    assert seq[:5] != seq[5:10]  # each pass in its own order
+    # Independent draws repeat entries within a pass's length (this seed does).
+    rand = DMObjective(pool_size=5, real_per_class=16, pool_order="random")
+    rand._nets = obj._nets
+    assert any(len(set(w)) < 5 for w in (_draws(rand, 15)[i:i + 5] for i in range(0, 15, 5)))
+    with pytest.raises(ValueError, match="pool_order"):
+        DMObjective(pool_order="cyclic")
+
+
+def test_the_pass_position_survives_a_checkpoint(digits):
+    obj = _prepared(digits, 0, pool=4)
+    rng = np.random.default_rng(1)
+    first = [obj._draw(rng) for _ in range(2)]  # mid-pass
+    state, rng_state = obj.state_dict(), rng.bit_generator.state
+    rest = [obj._draw(rng) for _ in range(6)]
+    again = DMObjective(pool_size=4, real_per_class=16, pool_train_lr=0.1,
+                        pool_train_batch=64)
+    again.load_state_dict(state)
+    again.prepare(_real(digits), digits.y_train, 10, 2, torch.device("cpu"), seed=1)
+    rng2 = np.random.default_rng()
+    rng2.bit_generator.state = rng_state
+    assert [again._draw(rng2) for _ in range(6)] == rest
+    assert sorted(first + rest[:2]) == list(range(4))
+    # A checkpoint from before shuffled passes has no position: a fresh pass starts.
+    del state["pool_order"]
+    old = DMObjective(pool_size=4, real_per_class=16, pool_train_lr=0.1, pool_train_batch=64)
+    old.load_state_dict(state)
+    assert old._pool_means is state["pool_means"] and old._order is None
+
+
+def test_pool_order_on_the_command_line(tmp_path):
+    res = CliRunner().invoke(main, [
+        "distill", "--dataset", "digits", "--budget", "4KiB", "--pool-order", "cyclic",
+        "-o", str(tmp_path / "x.qdd"),
+    ])
+    assert res.exit_code != 0 and "Traceback" not in res.output
+    assert "'shuffle'" in res.output and not (tmp_path / "x.qdd").exists()
+    with pytest.raises(ValueError, match="pool_order"):
+        DistillConfig(pool_order="cyclic").validate()

@@ -16,6 +16,14 @@ batch, that mean is exactly the expectation the reference estimates with 256 ima
 pushes the synthetic images through its network. The approximation is the finite pool:
 ``pool_size`` networks instead of a fresh one per iteration.
 
+Entries are drawn in shuffled passes (``pool_order="shuffle"``): every entry once, in a
+fresh random order, before any is drawn again. Reuse is then spread evenly, and with
+``pool_size >= iterations`` no entry is drawn twice, so each iteration sees its own
+network, transforms and real images as in the plain loop: the same distribution of
+losses, with the real embeddings computed up front in large batches.
+``pool_order="random"`` draws independently (with replacement), as the loop did until
+2026-11-29 (the GPU results of that day used it).
+
 ``pool_train_steps > 0`` departs from DM on purpose: the pool's networks are first
 trained on real batches for 0 to ``pool_train_steps`` steps, as in IDM (Zhao et al.,
 CVPR 2023), whose queue of partly trained networks gives more discriminative embeddings
@@ -39,7 +47,9 @@ from ..devices import to_device
 from ..networks import ConvNet
 from . import Objective
 
-__all__ = ["DMConfig", "DMObjective", "default_pool_size"]
+__all__ = ["POOL_ORDERS", "DMConfig", "DMObjective", "default_pool_size"]
+
+POOL_ORDERS = ("shuffle", "random")
 
 
 @dataclass
@@ -52,6 +62,9 @@ class DMConfig:
     # device's default (default_pool_size).
     pool_size: int | None = None
     real_per_class: int = 256
+    # fast: "shuffle" (each entry once per pass, passes in fresh random orders) or
+    # "random" (independent draws with replacement).
+    pool_order: str = "shuffle"
     batch_real: int = 256  # plain: real images per class per iteration
     dsa: bool = True
     dsa_strategy: str = DEFAULT_STRATEGY
@@ -87,6 +100,9 @@ class DMObjective(Objective):
         self.cfg = DMConfig(**kwargs)
         if self.cfg.mode not in ("fast", "plain"):
             raise ValueError(f"DM mode must be 'fast' or 'plain', got {self.cfg.mode!r}")
+        if self.cfg.pool_order not in POOL_ORDERS:
+            raise ValueError(f"pool_order must be one of {POOL_ORDERS}, "
+                             f"got {self.cfg.pool_order!r}")
         if self.cfg.pool_size is not None and self.cfg.pool_size < 1:
             raise ValueError("pool_size must be >= 1")
         if self.cfg.pool_train_steps < 0:
@@ -100,6 +116,10 @@ class DMObjective(Objective):
         self._net_seeds: np.ndarray | None = None  # (P,)
         self._nets: list[ConvNet] = []
         self._net_states: list[dict[str, Tensor]] | None = None  # trained pool weights
+        # shuffle: the current pass's order and how much of it is drawn (checkpointed,
+        # so a resumed run draws what the uninterrupted one would have).
+        self._order: np.ndarray | None = None
+        self._cursor = 0
         self._compiled: dict[str, Any] = {}
         self.bf16 = bool(self.cfg.bf16)
         self.channels_last = bool(self.cfg.channels_last)
@@ -299,13 +319,24 @@ class DMObjective(Objective):
 
     def _loss_fast(self, syn: Tensor, rng: np.random.Generator) -> Tensor:
         assert self._pool_means is not None and self._pool_seeds is not None
-        p = int(rng.integers(len(self._nets)))
+        p = self._draw(rng)
         k, ipc = self.num_classes, self.ipc
         chunks = syn.reshape(k, ipc, *syn.shape[1:])
         aug = torch.cat([self._augment(chunks[c], int(self._pool_seeds[p, c])) for c in range(k)])
         emb = self._embed(self._nets[p], aug)
         syn_means = emb.reshape(k, ipc, -1).mean(dim=1)
         return ((self._pool_means[p] - syn_means) ** 2).sum()
+
+    def _draw(self, rng: np.random.Generator) -> int:
+        """Index of the pool entry this iteration uses."""
+        n = len(self._nets)
+        if self.cfg.pool_order == "random":
+            return int(rng.integers(n))
+        if self._order is None or self._cursor >= len(self._order):
+            self._order, self._cursor = rng.permutation(n), 0
+        p = int(self._order[self._cursor])
+        self._cursor += 1
+        return p
 
     def _loss_plain(self, syn: Tensor, rng: np.random.Generator) -> Tensor:
         net = self._new_net()  # fresh random network from the (checkpointed) torch RNG
@@ -334,6 +365,8 @@ class DMObjective(Objective):
             "pool_seeds": self._pool_seeds,
             "net_seeds": self._net_seeds,
         }
+        if self._order is not None:
+            state["pool_order"] = {"order": self._order, "cursor": self._cursor}
         if self._net_states is not None:
             # Retraining on resume would cost the whole pool training again.
             state["net_states"] = self._net_states
@@ -350,13 +383,17 @@ class DMObjective(Objective):
             self._pool_seeds = np.asarray(state["pool_seeds"])
             self._net_seeds = np.asarray(state["net_seeds"])
             self._net_states = state.get("net_states")
+            order = state.get("pool_order")  # absent: from before shuffled passes
+            if order is not None and self.cfg.pool_order == "shuffle":
+                self._order = np.asarray(order["order"])
+                self._cursor = int(order["cursor"])
 
 
 def _pool_key(cfg: dict[str, Any]) -> dict[str, Any]:
     # Execution-only switches do not change what the pool holds. A knob the checkpoint
     # predates had its default then, so its pool stays valid.
     full = {**asdict(DMConfig()), **cfg}
-    skip = {"compile", "embed_chunk", "batch_real"}
+    skip = {"compile", "embed_chunk", "batch_real", "pool_order"}
     if not full["pool_train_steps"]:
         skip |= {"pool_train_lr", "pool_train_batch"}  # nothing was trained with them
     return {k: v for k, v in full.items() if k not in skip}
