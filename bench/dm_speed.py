@@ -198,14 +198,15 @@ def main(argv: list[str] | None = None) -> None:
     q_rows: list[tuple[str, float, str]] = []
     qnames = ("none", "uniform", "apot", "learned")
     steppers = {q: _Stepper(best, q, syn0) for q in qnames}
-    # The uniform quantizer's generic path (group layout, gather, autograd through the
-    # table), which the fused one replaced: the gap is what the fusion saves here.
-    steppers["uniform-generic"] = _Stepper(best, "uniform", syn0)
-    steppers["uniform-generic"].quant.fused = False
+    # The affine quantizers' generic paths (group layout, gather, autograd through the
+    # table), which the fused ones replaced: the gap is what the fusion saves here.
+    for qn in ("uniform", "apot"):
+        steppers[f"{qn}-generic"] = _Stepper(best, qn, syn0)
+        steppers[f"{qn}-generic"].quant.fused = False
     qt = _time_interleaved(steppers, 2 * args.iters)
     for qn in steppers:
-        label = {"none": "none (unquantized)",
-                 "uniform-generic": "uniform, 4 bits, generic path"}.get(qn, f"{qn}, 4 bits")
+        label = (f"{qn[:-8]}, 4 bits, generic path" if qn.endswith("-generic") else
+                 "none (unquantized)" if qn == "none" else f"{qn}, 4 bits")
         q_rows.append((label, qt[qn], f"{100 * (qt[qn] / qt['none'] - 1):+.1f}%"))
 
     # Precompute cost without the one-off compile: build the same pool again (the compile

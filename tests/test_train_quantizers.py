@@ -93,7 +93,7 @@ def test_fused_uniform_matches_the_generic_path(group: str, shape: tuple[int, ..
         ref.fused = False
         fused = make_quantizer("uniform", bits, group, num_samples=N, num_channels=C)
         fused.load_state_dict(ref.state_dict())
-        assert fused.fused
+        assert fused.uses_fused(x0)
         outs = []
         for q in (ref, fused):
             x = x0.clone().requires_grad_(True)
@@ -111,8 +111,79 @@ def test_fused_uniform_matches_the_generic_path(group: str, shape: tuple[int, ..
     assert moved > 0  # not a comparison of zeros
 
 
-def test_nan_samples_are_not_exported() -> None:
-    q = make_quantizer("uniform", 2, "channel", N, C)
+@pytest.mark.parametrize("group", ["tensor", "channel", "sample-channel"])
+@pytest.mark.parametrize("shape", [(N, C, 6, 5), (N, C)])
+def test_fused_apot_matches_the_generic_path(group: str, shape: tuple[int, ...]) -> None:
+    """The fused APoT step picks the generic path's codes (a value within rounding of a
+    decision threshold may go either way), so the same values bit for bit, and its
+    gradients up to summation order, with a negative, a minimum and a clamped alpha."""
+    gen = torch.Generator().manual_seed(3)
+    moved = 0.0
+    for bits, shrink in [(1, 0.8), (2, 1.0), (3, 0.8), (4, 0.8), (8, 1.0)]:
+        x0 = torch.randn(shape, generator=gen) * 1.5 + 0.2
+        weights = torch.randn(shape, generator=gen)
+        ref = make_quantizer("apot", bits, group, num_samples=N, num_channels=C)
+        ref.init_from(x0 * shrink)
+        with torch.no_grad():
+            ref.alpha[0] = -ref.alpha[0]  # |alpha| is the scale: either sign works
+            if ref.num_groups > 2:
+                ref.alpha[1] = 1e-6  # exactly the minimum: the gradient still passes
+                ref.alpha[-1] = 1e-9  # below it: clamped, no gradient
+                ref.center[-1] = -0.0
+        ref.fused = False
+        fused = make_quantizer("apot", bits, group, num_samples=N, num_channels=C)
+        fused.load_state_dict(ref.state_dict())
+        assert not fused.uses_fused(x0)  # on the CPU by default: generic (measured faster)
+        fused.fused = True
+        outs = []
+        for q in (ref, fused):
+            x = x0.clone().requires_grad_(True)
+            y = q(x)
+            (y * weights).sum().backward()
+            outs.append((y.detach(), x.grad, q.center.grad, q.alpha.grad, q.export()))
+        (y_r, gx_r, gc_r, ga_r, (c_r, l_r)), (y_f, gx_f, gc_f, ga_f, (c_f, l_f)) = outs
+        assert np.array_equal(l_r.view(np.uint32), l_f.view(np.uint32))
+        differ = y_r.view(torch.int32) != y_f.view(torch.int32)
+        same = torch.ones(ref.num_groups, 1, dtype=torch.bool)
+        if group == "sample-channel" and len(shape) == 2:
+            # One-element groups sit on their centre, where at 8 bits the grid's smallest
+            # steps are below float32 resolution: the generic path's rounded midpoints can
+            # then pick a level one ulp off, the fused one the exact zero level. Where
+            # they differ, the fused value is the nearer one (and so is its gradient's).
+            assert ((y_f - x0).abs() <= (y_r - x0).abs())[differ].all()
+            same = ~differ.reshape(-1, 1)
+        else:
+            assert not differ.any(), (bits, int(differ.sum()))
+        dec = _decode(c_f.reshape(N, C, -1), l_f, group).reshape(shape)
+        assert np.array_equal(dec.view(np.uint32), y_f.numpy().view(np.uint32))
+        assert torch.equal(gx_r, gx_f)
+        torch.testing.assert_close(gc_f[same], gc_r[same], rtol=1e-5, atol=2e-5)
+        torch.testing.assert_close(ga_f[same], ga_r[same], rtol=1e-5, atol=2e-5)
+        if ref.num_groups > 2:
+            assert ga_f[-1] == 0
+            if len(shape) > 2:  # a one-element group sits on its centre: no scale gradient
+                assert ga_f[1] != 0
+        moved += float(gc_r.abs().sum() + ga_r.abs().sum())
+    assert moved > 0  # not a comparison of zeros
+
+
+def test_fused_apot_zero_level_under_a_negative_zero_centre() -> None:
+    # x = 0 lands on the grid's -0 entry; with a -0.0 centre the level would be -0.0 where
+    # the exported table holds +0.0 (the codec compares bits).
+    q = make_quantizer("apot", 3, "tensor", N, C)
+    q.fused = True
+    with torch.no_grad():
+        q.center.fill_(-0.0)
+    y = q(torch.zeros(N, C, 2, 2))
+    codes, levels = q.export()
+    dec = _decode(codes, levels, "tensor")
+    assert np.array_equal(dec.view(np.uint32), y.detach().numpy().view(np.uint32))
+
+
+@pytest.mark.parametrize("name", ["uniform", "apot"])
+def test_nan_samples_are_not_exported(name: str) -> None:
+    q = make_quantizer(name, 2, "channel", N, C)
+    q.fused = True
     x = torch.randn(N, C, 3, 3)
     q.init_from(x)
     x[1, 2, 0, 0] = float("nan")
