@@ -69,8 +69,14 @@ def _key(r: dict[str, Any]) -> tuple:
             # Rows written before seeds were recorded all used seed 0.
             r.get("seed", 0), r.get("pool_size"), r.get("real_per_class"),
             r.get("eval_epochs"), r.get("eval_runs"),
-            # Rows written before the pool order was recorded drew at random.
-            r.get("pool_order", "random") if r.get("dm_mode", "fast") == "fast" else None)
+            _pool_order(r))
+
+
+def _pool_order(r: dict[str, Any]) -> str | None:
+    """How the row's distillation drew its DM pool (None: it drew none)."""
+    if r["kind"] == "subset" or r.get("dm_mode", "fast") != "fast":
+        return None
+    return r.get("pool_order", "random")  # rows from before the setting drew at random
 
 
 def _machine() -> str:
@@ -240,6 +246,8 @@ def report(paths: list[str]) -> str:
         if not rows:
             continue
         first = next((r for r in rows if r["status"] == "ok"), rows[0])
+        orders = {_pool_order(r) for r in rows} - {None}
+        base_order = "shuffle" if orders == {"shuffle"} else "random"
         order = {"quadd": 0, "dm32": 1, "post": 2, "subset": 3}
         rows.sort(key=lambda r: (r["budget"], order.get(r["kind"], 9), r.get("dm_mode", ""),
                                  r.get("quantizer", ""), r["bits"], r.get("iterations") or 0))
@@ -248,7 +256,7 @@ def report(paths: list[str]) -> str:
             "",
             f"Distillation: pool {first['pool_size']} nets x {first['real_per_class']} real "
             f"images per class"
-            + (" drawn in shuffled passes" if first.get("pool_order") == "shuffle" else "")
+            + (" drawn in shuffled passes" if base_order == "shuffle" else "")
             + f"; evaluation: ConvNet-3, {first['eval_epochs']} epochs, "
             f"{first['eval_runs']} runs. Machine: {first['machine']}, torch {first['torch']}, "
             f"{first['date']}.",
@@ -275,9 +283,9 @@ def report(paths: list[str]) -> str:
             if (r["pool_size"], r["real_per_class"]) != (first["pool_size"],
                                                          first["real_per_class"]):
                 kind += f", pool {r['pool_size']} x {r['real_per_class']}"
-            if r.get("dm_mode", "fast") == "fast" and r.get("pool_order", "random") != first.get(
-                    "pool_order", "random"):
-                kind += f", pool drawn {r.get('pool_order', 'random')}"
+            if _pool_order(r) not in (None, base_order):
+                kind += (", pool drawn in shuffled passes" if _pool_order(r) == "shuffle"
+                         else ", pool drawn at random")
             if (r["eval_epochs"], r["eval_runs"]) != (first["eval_epochs"], first["eval_runs"]):
                 kind += f", eval {r['eval_epochs']} epochs x {r['eval_runs']}"
             if r.get("seed", 0):

@@ -205,8 +205,11 @@ def main(argv: list[str] | None = None) -> None:
         steppers[f"{qn}-generic"].quant.fused = False
     qt = _time_interleaved(steppers, 2 * args.iters)
     for qn in steppers:
+        quant = steppers[qn].quant
+        fused = getattr(quant, "uses_fused", lambda _x: False)(steppers[qn].syn)
         label = (f"{qn[:-8]}, 4 bits, generic path" if qn.endswith("-generic") else
-                 "none (unquantized)" if qn == "none" else f"{qn}, 4 bits")
+                 "none (unquantized)" if qn == "none" else
+                 f"{qn}, 4 bits" + (", fused path" if fused else ""))
         q_rows.append((label, qt[qn], f"{100 * (qt[qn] / qt['none'] - 1):+.1f}%"))
 
     # Precompute cost without the one-off compile: build the same pool again (the compile

@@ -309,7 +309,23 @@ def _atomic_torch_save(obj: Any, path: str) -> None:
 
 
 def _fingerprint(config: DistillConfig) -> dict[str, Any]:
-    return {k: v for k, v in asdict(config).items() if k not in _RESUMABLE_FIELDS}
+    fp = {k: v for k, v in asdict(config).items() if k not in _RESUMABLE_FIELDS}
+    if config.method != "dm" or config.dm_mode != "fast":
+        del fp["pool_order"]  # only the fast loop draws from a pool
+    return fp
+
+
+def _saved_fingerprint(saved: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's settings, with those it predates at the value they had then."""
+    then = {**_fingerprint(DistillConfig()), **saved}
+    if "pool_order" not in saved:
+        # Fast DM drew its pool at random before the order was a setting; other runs
+        # never draw one, so for them the setting does not exist.
+        if saved.get("method", "dm") == "dm" and saved.get("dm_mode", "fast") == "fast":
+            then["pool_order"] = "random"
+        else:
+            del then["pool_order"]
+    return then
 
 
 def file_layout(config: DistillConfig, bundle: Any) -> FileLayout:
@@ -438,8 +454,8 @@ def distill(
 
         start_it = 0
         if state is not None:
-            # A setting added since the checkpoint was written counts at its default.
-            then = {**_fingerprint(DistillConfig()), **state["fingerprint"]}
+            # A setting added since the checkpoint was written counts at its value then.
+            then = _saved_fingerprint(state["fingerprint"])
             now = _fingerprint(config)
             if then != now:
                 diff = sorted(k for k in set(then) | set(now) if then.get(k) != now.get(k))

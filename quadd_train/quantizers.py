@@ -326,7 +326,7 @@ class _APoTSTE(torch.autograd.Function):
         level = grid[codes]
         # offset + scale * grid value: the table's own arithmetic, so q is its entry.
         q = off_b + scale_b * level
-        ends = offset + scale * grid[[0, -1]]
+        ends = offset + scale * grid[:: grid.numel() - 1]  # the end levels (a view)
         ctx.save_for_backward(x, u, level, ends, alpha_p)
         ctx.bshape, ctx.dims = bshape, dims
         ctx.mark_non_differentiable(codes, offset, scale, u)
@@ -409,12 +409,19 @@ class Quantizer(nn.Module):
         quantized tensor bit for bit.
         """
         if x is not None:
+            _refuse_nan(x)
             with torch.no_grad():
                 self.forward(x)
         if self._last is None:
             raise RuntimeError("export() without samples needs a forward pass first")
         codes, table, shape = self._last
         return _export_arrays(_from_groups(codes, self.group, shape), table)
+
+
+def _refuse_nan(x: Tensor) -> None:
+    # A NaN sample has no nearest level: each path would file it under some code.
+    if torch.isnan(x).any():
+        raise ValueError("cannot export NaN samples: the distillation diverged")
 
 
 def _export_arrays(codes: Tensor, table: Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -517,13 +524,13 @@ class _AffineGridQuantizer(Quantizer):
 
     def export(self, x: Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
         if x is not None:
+            _refuse_nan(x)
             with torch.no_grad():
                 self.forward(x)
         if self._last_fused is None:
             return super().export()
         codes, offset, scale, u = self._last_fused
-        if torch.isnan(u).any():  # a NaN sample has no code (uint8 of NaN is undefined)
-            raise ValueError("cannot export NaN samples: the distillation diverged")
+        _refuse_nan(u)  # the last pass's samples, when export() is called without them
         # The generic path's table, from the offset and scale of that forward pass.
         return _export_arrays(codes, offset + scale * self.grid + 0.0)
 

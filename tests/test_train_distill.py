@@ -298,6 +298,29 @@ def test_checkpoint_from_before_a_new_setting_still_resumes(tmp_path, digits):
                 digits, tmp_path / "c.qdd", progress=False)
 
 
+def test_a_checkpoint_from_before_the_pool_order_drew_at_random(tmp_path, digits):
+    ckpt = tmp_path / "old.ckpt"
+    distill(_cfg(iterations=2, checkpoint_every=2, checkpoint_path=str(ckpt),
+                 pool_order="random"), digits, tmp_path / "a.qdd", progress=False)
+    state = torch.load(ckpt, weights_only=False)
+    del state["fingerprint"]["pool_order"]  # as written before the setting existed
+    torch.save(state, ckpt)
+    with pytest.raises(ValueError, match=r"different settings \(pool_order\)"):
+        distill(_cfg(iterations=4, checkpoint_path=str(ckpt), resume=True), digits,
+                tmp_path / "b.qdd", progress=False)
+    res = distill(_cfg(iterations=4, checkpoint_path=str(ckpt), resume=True,
+                       pool_order="random"), digits, tmp_path / "b.qdd", progress=False)
+    assert res.resumed_from == 2
+    # The plain loop draws no pool: its runs resume whatever the order says.
+    plain = tmp_path / "plain.ckpt"
+    distill(_cfg(iterations=1, checkpoint_every=1, checkpoint_path=str(plain),
+                 dm_mode="plain", batch_real=8), digits, tmp_path / "p.qdd", progress=False)
+    res = distill(_cfg(iterations=2, checkpoint_path=str(plain), resume=True,
+                       dm_mode="plain", batch_real=8, pool_order="random"), digits,
+                  tmp_path / "p.qdd", progress=False)
+    assert res.resumed_from == 1
+
+
 def test_an_unset_pool_size_resumes_on_the_checkpoints_pool(tmp_path, digits):
     # The default depends on the device (512 on a GPU, 128 on a CPU). A new run records
     # the number; a run without --pool-size resumes on whatever its checkpoint used:

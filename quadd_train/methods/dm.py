@@ -18,9 +18,13 @@ pushes the synthetic images through its network. The approximation is the finite
 
 Entries are drawn in shuffled passes (``pool_order="shuffle"``): every entry once, in a
 fresh random order, before any is drawn again. Reuse is then spread evenly, and with
-``pool_size >= iterations`` no entry is drawn twice, so each iteration sees its own
-network, transforms and real images as in the plain loop: the same distribution of
-losses, with the real embeddings computed up front in large batches.
+``pool_size >= iterations`` no entry is drawn twice: each iteration gets a network and
+per-class transforms of its own, as in the plain loop, and a real mean over
+``real_per_class`` images per class drawn without replacement. With the defaults
+(``real_per_class == batch_real == 256``), random networks and classes of at least 256
+images, that is the plain loop's draw exactly, with the real embeddings computed up front
+in large batches; otherwise the expected gradient is the same (the loss is quadratic in
+the real mean) and only its noise differs.
 ``pool_order="random"`` draws independently (with replacement), as the loop did until
 2026-11-29 (the GPU results of that day used it).
 
