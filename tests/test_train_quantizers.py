@@ -69,6 +69,15 @@ def test_gradients_reach_samples_and_levels(name: str) -> None:
     assert grads and all(g is not None and g.abs().sum() > 0 for g in grads.values()), grads
 
 
+def _step(q, x0: torch.Tensor, weights: torch.Tensor, *params: str) -> tuple:
+    """Output, sample gradient, the named parameters' gradients and the export of one
+    forward and backward pass of ``q`` over ``x0``."""
+    x = x0.clone().requires_grad_(True)
+    y = q(x)
+    (y * weights).sum().backward()
+    return (y.detach(), x.grad, *(getattr(q, n).grad for n in params), q.export())
+
+
 @pytest.mark.parametrize("group", ["tensor", "channel", "sample-channel"])
 @pytest.mark.parametrize("shape", [(N, C, 6, 5), (N, C)])
 def test_fused_uniform_matches_the_generic_path(group: str, shape: tuple[int, ...]) -> None:
@@ -94,13 +103,8 @@ def test_fused_uniform_matches_the_generic_path(group: str, shape: tuple[int, ..
         fused = make_quantizer("uniform", bits, group, num_samples=N, num_channels=C)
         fused.load_state_dict(ref.state_dict())
         assert fused.uses_fused(x0)
-        outs = []
-        for q in (ref, fused):
-            x = x0.clone().requires_grad_(True)
-            y = q(x)
-            (y * weights).sum().backward()
-            outs.append((y.detach(), x.grad, q.lo.grad, q.hi.grad, q.export()))
-        (y_r, gx_r, glo_r, ghi_r, (c_r, l_r)), (y_f, gx_f, glo_f, ghi_f, (c_f, l_f)) = outs
+        (y_r, gx_r, glo_r, ghi_r, (c_r, l_r)), (y_f, gx_f, glo_f, ghi_f, (c_f, l_f)) = (
+            _step(q, x0, weights, "lo", "hi") for q in (ref, fused))
         assert torch.equal(y_r.view(torch.int32), y_f.view(torch.int32)), bits
         assert np.array_equal(c_r, c_f) and np.array_equal(l_r.view(np.uint32),
                                                           l_f.view(np.uint32))
@@ -135,13 +139,8 @@ def test_fused_apot_matches_the_generic_path(group: str, shape: tuple[int, ...])
         fused.load_state_dict(ref.state_dict())
         assert not fused.uses_fused(x0)  # on the CPU by default: generic (measured faster)
         fused.fused = True
-        outs = []
-        for q in (ref, fused):
-            x = x0.clone().requires_grad_(True)
-            y = q(x)
-            (y * weights).sum().backward()
-            outs.append((y.detach(), x.grad, q.center.grad, q.alpha.grad, q.export()))
-        (y_r, gx_r, gc_r, ga_r, (c_r, l_r)), (y_f, gx_f, gc_f, ga_f, (c_f, l_f)) = outs
+        (y_r, gx_r, gc_r, ga_r, (c_r, l_r)), (y_f, gx_f, gc_f, ga_f, (c_f, l_f)) = (
+            _step(q, x0, weights, "center", "alpha") for q in (ref, fused))
         assert np.array_equal(l_r.view(np.uint32), l_f.view(np.uint32))
         differ = y_r.view(torch.int32) != y_f.view(torch.int32)
         same = torch.ones(ref.num_groups, 1, dtype=torch.bool)
