@@ -4,7 +4,8 @@ The fast loop's one approximation is its finite pool: each entry (a network and 
 per-class DSA transforms) is used about iterations / pool size times, where the plain
 loop draws a fresh one every iteration. This bench measures what that reuse costs, for
 pool sizes and draw orders given as variants, against the plain loop with the same seed
-(a seed fixes the initial samples, so the comparison is paired):
+(a seed fixes the initial samples, so the comparison is paired). ``--real-per-class``
+sets both a pool entry's real images and a plain iteration's batch:
 
     python bench/pool_reuse.py --dataset digits --ipc 2 --iterations 300 \
         --variants plain shuffle:300 random:300 shuffle:16 random:16 \
@@ -13,8 +14,8 @@ pool sizes and draw orders given as variants, against the plain loop with the sa
 
 Variants: ``plain`` (the reference loop) or ``ORDER:POOL`` (fast loop, ``ORDER`` one of
 ``shuffle``/``random``, see ``distill --pool-order``). Every (variant, seed) is one
-unquantized distillation and one evaluation, appended to --out when done; a rerun skips
-what is there. Each job uses one torch thread.
+distillation (unquantized unless ``--quantizer``) and one evaluation, appended to --out
+when done; a rerun skips what is there. Each job uses one torch thread.
 """
 
 from __future__ import annotations
@@ -62,10 +63,11 @@ def _job(args: dict[str, Any], variant: str, seed: int) -> dict[str, Any]:
 
     torch.set_num_threads(1)
     bundle = load_dataset(args["dataset"], args["data_dir"])
-    cfg = DistillConfig(dataset=args["dataset"], budget_bytes=1 << 30, quantizer="none",
-                        ipc=args["ipc"], iterations=args["iterations"], seed=seed,
-                        real_per_class=args["real_per_class"], device="cpu", compile=False,
-                        **_variant(variant))
+    cfg = DistillConfig(dataset=args["dataset"], budget_bytes=1 << 30,
+                        quantizer=args["quantizer"], bits=args["bits"], ipc=args["ipc"],
+                        iterations=args["iterations"], seed=seed,
+                        real_per_class=args["real_per_class"], batch_real=args["real_per_class"],
+                        device="cpu", compile=False, **_variant(variant))
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "d.qdd"
         res = distill(cfg, bundle, path, progress=False)
@@ -73,6 +75,7 @@ def _job(args: dict[str, Any], variant: str, seed: int) -> dict[str, Any]:
                           device="cpu", progress=False)
     return {"variant": variant, "seed": seed, "dataset": args["dataset"], "ipc": res.ipc,
             "iterations": args["iterations"], "real_per_class": args["real_per_class"],
+            "quantizer": args["quantizer"], "bits": res.bits,
             "eval_epochs": args["epochs"], "eval_runs": args["runs"],
             "accuracy": ev["accuracy"], "accuracies": ev["accuracies"],
             "prepare_seconds": round(res.prepare_seconds, 2),
@@ -83,7 +86,8 @@ def _job(args: dict[str, Any], variant: str, seed: int) -> dict[str, Any]:
 
 def _key(r: dict[str, Any]) -> tuple:
     return (r["variant"], r["seed"], r["dataset"], r["ipc"], r["iterations"],
-            r["real_per_class"], r["eval_epochs"], r["eval_runs"])
+            r["real_per_class"], r["eval_epochs"], r["eval_runs"],
+            r.get("quantizer", "none"), r.get("bits", 32))
 
 
 def run(args: argparse.Namespace) -> None:
@@ -94,10 +98,12 @@ def run(args: argparse.Namespace) -> None:
         done = {_key(json.loads(line)) for line in out.read_text().splitlines() if line}
     shared = {"dataset": args.dataset, "data_dir": args.data_dir, "ipc": args.ipc,
               "iterations": args.iterations, "real_per_class": args.real_per_class,
-              "epochs": args.epochs, "runs": args.runs}
+              "epochs": args.epochs, "runs": args.runs, "quantizer": args.quantizer,
+              "bits": args.bits}
+    file_bits = 32 if args.quantizer == "none" else args.bits
     todo = [(v, s) for s in args.seeds for v in args.variants
             if _key({**shared, "variant": v, "seed": s, "eval_epochs": args.epochs,
-                     "eval_runs": args.runs}) not in done]
+                     "eval_runs": args.runs, "bits": file_bits}) not in done]
     print(f"{len(todo)} jobs to run, {len(args.seeds) * len(args.variants) - len(todo)} done",
           flush=True)
     with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
@@ -120,8 +126,10 @@ def report(paths: list[str]) -> str:
     for r in rows:
         by.setdefault(r["variant"], {})[r["seed"]] = r
     first = rows[0]
+    quant = ("unquantized" if first.get("quantizer", "none") == "none"
+             else f"{first['quantizer']} quantizer at {first['bits']} bits")
     lines = [
-        f"{first['dataset']}, {first['ipc']} img/class, unquantized, {first['iterations']} "
+        f"{first['dataset']}, {first['ipc']} img/class, {quant}, {first['iterations']} "
         f"DM iterations, {first['real_per_class']} real images per class per pool entry "
         "(the whole class where smaller) and per plain iteration (with replacement where "
         "the class is smaller); "
@@ -166,7 +174,12 @@ def main() -> None:
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--ipc", type=int, default=2)
     ap.add_argument("--iterations", type=int, default=300)
-    ap.add_argument("--real-per-class", type=int, default=256)
+    ap.add_argument("--real-per-class", type=int, default=256,
+                    help="real images per class behind a pool entry's mean and in a plain "
+                    "iteration's batch")
+    ap.add_argument("--quantizer", default="none", choices=["none", "uniform", "apot",
+                                                            "learned"])
+    ap.add_argument("--bits", type=int, default=2, help="with a quantizer")
     ap.add_argument("--variants", nargs="+", default=["plain", "shuffle:300", "shuffle:16"])
     ap.add_argument("--seeds", type=_seeds, default=_seeds("0-9"), help="e.g. 0-19 or 0,3,5")
     ap.add_argument("--epochs", type=int, default=300)
