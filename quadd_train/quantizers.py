@@ -259,12 +259,17 @@ class _UniformSTE(torch.autograd.Function):
         ctx.save_for_backward(x, u, codes, lo_b, scale_b, raw, order)
         ctx.dims, ctx.num_levels = dims, num_levels
         ctx.mark_non_differentiable(codes, lo, scale, u)
+        # Otherwise autograd fills a zero gradient for each of those outputs before the
+        # backward (two of them full-size): kernels that only write zeros.
+        ctx.set_materialize_grads(False)
         return q, codes, lo, scale, u
 
     @staticmethod
     def backward(  # type: ignore[override]
         ctx: Any, grad: Tensor, *_: Any
     ) -> tuple[Tensor | None, ...]:
+        if grad is None:  # gradients are not materialized: q took no part in the loss
+            return (None,) * 6
         x, u, codes, lo_b, scale_b, raw, order = ctx.saved_tensors
         top = ctx.num_levels - 1
         g_off, g_scale = _range_grads(grad, x, u, codes, lo_b, lo_b + scale_b * top, ctx.dims)
@@ -330,12 +335,15 @@ class _APoTSTE(torch.autograd.Function):
         ctx.save_for_backward(x, u, level, ends, alpha_p)
         ctx.bshape, ctx.dims = bshape, dims
         ctx.mark_non_differentiable(codes, offset, scale, u)
+        ctx.set_materialize_grads(False)  # no zero gradients for those (see _UniformSTE)
         return q, codes, offset, scale, u
 
     @staticmethod
     def backward(  # type: ignore[override]
         ctx: Any, grad: Tensor, *_: Any
     ) -> tuple[Tensor | None, ...]:
+        if grad is None:  # as in _UniformSTE
+            return (None,) * 7
         x, u, level, ends, alpha_p = ctx.saved_tensors
         lo_end, hi_end = ends[:, :1].reshape(ctx.bshape), ends[:, 1:].reshape(ctx.bshape)
         g_off, g_scale = _range_grads(grad, x, u, level, lo_end, hi_end, ctx.dims)
