@@ -710,7 +710,8 @@ def nearest_codes(xg: Tensor, mids: Tensor, bits: int) -> Tensor:
     if mids.shape[1] <= _MAX_COUNTED:
         return _count_above(xg, (mids[:, j : j + 1] for j in range(mids.shape[1])))
     if mids.shape[0] <= 16:
-        return torch.stack([torch.bucketize(xg[g], mids[g]) for g in range(mids.shape[0])])
+        rows = range(mids.shape[0])
+        return torch.stack([torch.bucketize(xg[g].contiguous(), mids[g]) for g in rows])
     return torch.searchsorted(mids, xg.contiguous())
 
 
