@@ -32,11 +32,10 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from quadd_train.devices import resolve_device  # noqa: E402
-from quadd_train.methods.dm import DMConfig, DMObjective, default_pool_size  # noqa: E402
+from quadd_train.methods.dm import DMObjective, default_pool  # noqa: E402
 from quadd_train.quantizers import make_quantizer, quantizer_optimizer  # noqa: E402
 
 NUM_CLASSES, IPC, SHAPE = 10, 16, (3, 32, 32)
-REAL_DEFAULT = DMConfig.real_per_class
 
 
 def _real_data(data_dir: str | None, per_class: int) -> tuple[torch.Tensor, torch.Tensor, str]:
@@ -217,7 +216,7 @@ def main(argv: list[str] | None = None) -> None:
     best_kw = dict(variants)[best_name]
     _, prep = objective(mode="fast", **best_kw)
     per_img = prep / (args.pool_size * NUM_CLASSES * args.real_per_class)
-    pool_default = default_pool_size(dev)
+    pool_default, real_default = default_pool(dev, 1000)
 
     print(f"## DM speed, CIFAR-10 shape {SHAPE}, IPC {IPC}, ConvNet-3 (width 128)\n")
     print(f"- date: {dt.datetime.now().isoformat(timespec='seconds')}")
@@ -247,9 +246,9 @@ def main(argv: list[str] | None = None) -> None:
           "w.r.t. the samples and the fp32 NCHW one (same networks, augmentations, reals)")
     print(f"- pool precompute for `{best_name}`: {prep:.1f} s "
           f"({1000 * per_img:.2f} ms per real image embedded, compile excluded); the default "
-          f"pool on this device ({pool_default} x {REAL_DEFAULT} x 10 classes) costs "
-          f"~{per_img * pool_default * REAL_DEFAULT * 10:.0f} s once, i.e. "
-          f"~{per_img * pool_default * REAL_DEFAULT * 10 / t_plain:.0f} plain iterations")
+          f"pool on this device for 1000 iterations ({pool_default} x {real_default} x 10 "
+          f"classes) costs ~{per_img * pool_default * real_default * 10:.0f} s once, i.e. "
+          f"~{per_img * pool_default * real_default * 10 / t_plain:.0f} plain iterations")
 
 
 def _cpu_name() -> str:

@@ -13,7 +13,9 @@ sets both a pool entry's real images and a plain iteration's batch:
     python bench/pool_reuse.py --report docs/results/pool-reuse-digits.jsonl
 
 Variants: ``plain`` (the reference loop) or ``ORDER:POOL`` (fast loop, ``ORDER`` one of
-``shuffle``/``random``, see ``distill --pool-order``). Every (variant, seed) is one
+``shuffle``/``random``, see ``distill --pool-order``); ``ORDER:POOLxREAL`` also sets the
+real images per class behind each pool entry's mean (``shuffle:300x8``), so pools of
+equal set-up cost can be compared. Every (variant, seed) is one
 distillation (unquantized unless ``--quantizer``) and one evaluation, appended to --out
 when done; a rerun skips what is there. Each job uses one torch thread.
 """
@@ -35,6 +37,8 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from _cli import report_or_run  # noqa: E402
+
 
 def _seeds(text: str) -> list[int]:
     out: list[int] = []
@@ -45,13 +49,19 @@ def _seeds(text: str) -> list[int]:
 
 
 def _variant(v: str) -> dict[str, Any]:
+    """Distillation settings of a variant: ``plain``, ``ORDER:POOL`` or ``ORDER:POOLxREAL``."""
     if v == "plain":
         return {"dm_mode": "plain"}
-    order, _, size = v.partition(":")
-    if order not in ("shuffle", "random") or not size.isdigit() or int(size) < 1:
-        raise argparse.ArgumentTypeError(f"variant {v!r}: expected plain or ORDER:POOL, "
-                                         "e.g. shuffle:300")
-    return {"dm_mode": "fast", "pool_order": order, "pool_size": int(size)}
+    order, _, rest = v.partition(":")
+    size, _, real = rest.partition("x")
+    if (order not in ("shuffle", "random") or not size.isdigit() or int(size) < 1
+            or (real and (not real.isdigit() or int(real) < 1))):
+        raise argparse.ArgumentTypeError(f"variant {v!r}: expected plain, ORDER:POOL or "
+                                         "ORDER:POOLxREAL, e.g. shuffle:300 or shuffle:300x8")
+    out: dict[str, Any] = {"dm_mode": "fast", "pool_order": order, "pool_size": int(size)}
+    if real:
+        out["real_per_class"] = int(real)
+    return out
 
 
 def _job(args: dict[str, Any], variant: str, seed: int) -> dict[str, Any]:
@@ -63,11 +73,12 @@ def _job(args: dict[str, Any], variant: str, seed: int) -> dict[str, Any]:
 
     torch.set_num_threads(1)
     bundle = load_dataset(args["dataset"], args["data_dir"])
+    settings = {"real_per_class": args["real_per_class"], **_variant(variant)}
     cfg = DistillConfig(dataset=args["dataset"], budget_bytes=1 << 30,
                         quantizer=args["quantizer"], bits=args["bits"], ipc=args["ipc"],
                         iterations=args["iterations"], seed=seed,
-                        real_per_class=args["real_per_class"], batch_real=args["real_per_class"],
-                        device="cpu", compile=False, **_variant(variant))
+                        batch_real=args["real_per_class"], device="cpu", compile=False,
+                        **settings)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "d.qdd"
         res = distill(cfg, bundle, path, progress=False)
@@ -136,14 +147,18 @@ def report(paths: list[str]) -> str:
         f"evaluation: ConvNet-3, {first['eval_epochs']} epochs x {first['eval_runs']} runs. "
         f"Machine: {first['machine']}, {first['date']}.",
         "",
-        "| loop | draws per entry | seeds | mean accuracy % | mean difference to plain "
-        "(paired) | std. error | seeds below plain | prepare s | loop s |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| loop | draws per entry | real images per class per entry | seeds | "
+        "mean accuracy % | mean difference to plain (paired) | std. error | "
+        "seeds below plain | prepare s | loop s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     plain = by.get("plain", {})
-    # The reference first, then larger pools before smaller, random after shuffle.
-    order = sorted(by, key=lambda v: (v != "plain", -int(v.split(":")[1]) if ":" in v else 0,
-                                      v))
+    settings = {v: _variant(v) for v in by}
+    # The reference first, then larger pools before smaller, more real images before
+    # fewer, then by name.
+    order = sorted(by, key=lambda v: (v != "plain", -settings[v].get("pool_size", 0),
+                                      -settings[v].get("real_per_class",
+                                                       first["real_per_class"]), v))
     for v in order:
         seeds = by[v]
         acc = [r["accuracy"] for r in seeds.values()]
@@ -157,14 +172,15 @@ def report(paths: list[str]) -> str:
                 sd = math.sqrt(sum((x - m) ** 2 for x in d) / (len(d) - 1))
                 diff, se = f"{m:+.2f}", f"{sd / math.sqrt(len(d)):.2f}"
                 below = f"{sum(x < 0 for x in d)} of {len(d)}"
+        real = settings[v].get("real_per_class", first["real_per_class"])
         if v == "plain":
             name, reuse = "plain (reference)", "-"
         else:
-            order_, size = v.split(":")
-            name = f"fast, pool {size}, {order_}"
-            reuse = f"{first['iterations'] / int(size):.1f}"
-        lines.append(f"| {name} | {reuse} | {len(acc)} | {sum(acc) / len(acc):.2f} | {diff} | "
-                     f"{se} | {below} | {prep:.1f} | {loop:.1f} |")
+            size = settings[v]["pool_size"]
+            name = f"fast, pool {size}, {settings[v]['pool_order']}"
+            reuse = f"{first['iterations'] / size:.1f}"
+        lines.append(f"| {name} | {reuse} | {real} | {len(acc)} | {sum(acc) / len(acc):.2f} | "
+                     f"{diff} | {se} | {below} | {prep:.1f} | {loop:.1f} |")
     return "\n".join(lines)
 
 
@@ -187,16 +203,7 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--out", default="pool-reuse.jsonl")
     ap.add_argument("--report", nargs="*")
-    args = ap.parse_args()
-    if args.report is not None:
-        print(report(args.report))
-        return
-    for v in args.variants:
-        try:
-            _variant(v)
-        except argparse.ArgumentTypeError as exc:
-            ap.error(str(exc))
-    run(args)
+    report_or_run(ap, _variant, run, report)
 
 
 if __name__ == "__main__":

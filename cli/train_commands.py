@@ -124,11 +124,13 @@ def _errors() -> tuple[type[BaseException], ...]:
               "plain: the reference loop (a fresh network and real batch every iteration).")
 @click.option("--pool-size", type=click.IntRange(min=1), default=None,
               help="Random networks (each with its own DSA draws) in the fast-mode pool. "
-              "Each is reused about iterations / pool size times; a larger pool costs a "
-              "longer set-up and comes closer to the plain loop's accuracy at equal "
-              "iterations (docs/results.md).  [default: 512 on a GPU, 128 on a CPU]")
-@click.option("--real-per-class", type=click.IntRange(min=1), default=256, show_default=True,
-              help="Real images per class behind each precomputed mean (fast mode).")
+              "A pool smaller than --iterations is reused, and reuse costs accuracy at "
+              "equal iterations; a larger one costs a longer set-up (docs/results.md).  "
+              "[default: on a GPU one per iteration (at most 4096), on a CPU one per 4 "
+              "iterations (at most 2048)]")
+@click.option("--real-per-class", type=click.IntRange(min=1), default=None,
+              help="Real images per class behind each precomputed mean (fast mode).  "
+              "[default: 128 with the CPU's default pool, else 256]")
 @click.option("--pool-order", type=click.Choice(["shuffle", "random"]), default="shuffle",
               show_default=True,
               help="Fast mode: draw the pool's entries in shuffled passes (each once per "
@@ -179,7 +181,7 @@ def distill_command(
     device: str,
     dm_mode: str,
     pool_size: int | None,
-    real_per_class: int,
+    real_per_class: int | None,
     pool_order: str,
     pool_train_steps: int,
     pool_train_batch: int,

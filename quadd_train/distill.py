@@ -36,7 +36,7 @@ from quadd_codec.layout import stored_shape as codec_stored_shape
 
 from .devices import resolve_device
 from .methods import make_objective
-from .methods.dm import POOL_ORDERS, default_pool_size
+from .methods.dm import POOL_ORDERS, default_pool
 from .quantizers import GROUPS, QUANTIZERS, make_quantizer, quantizer_optimizer
 from .synthetic import SyntheticSet
 
@@ -104,8 +104,9 @@ class DistillConfig:
     data_dir: str | None = None
     # --- objective speed/fidelity switches (DM) ---
     dm_mode: str = "fast"  # fast (network pool, precomputed real means) | plain (reference)
-    pool_size: int | None = None  # None: 512 on a GPU, 128 on a CPU (default_pool_size)
-    real_per_class: int = 256
+    # fast DM: None sizes the pool for the device and --iterations (default_pool)
+    pool_size: int | None = None
+    real_per_class: int | None = None
     pool_order: str = "shuffle"  # fast DM: entries once per pass ("shuffle") or "random"
     pool_train_steps: int = 0  # fast DM: train the pool's networks up to this many steps
     pool_train_batch: int = 256  # real images per pool training step
@@ -138,6 +139,10 @@ class DistillConfig:
             raise ValueError("quant_warmup must be >= 0")
         if self.ipc is not None and self.ipc < 1:
             raise ValueError("ipc must be >= 1")
+        if self.pool_size is not None and self.pool_size < 1:
+            raise ValueError("pool_size must be >= 1")
+        if self.real_per_class is not None and self.real_per_class < 1:
+            raise ValueError("real_per_class must be >= 1")
 
     @property
     def file_bits(self) -> int:
@@ -158,6 +163,7 @@ class DistillConfig:
             "mode": self.dm_mode,
             "pool_size": self.pool_size,
             "real_per_class": self.real_per_class,
+            "iterations": self.iterations,
             "pool_order": self.pool_order,
             "pool_train_steps": self.pool_train_steps,
             "pool_train_batch": self.pool_train_batch,
@@ -404,14 +410,22 @@ def distill(
         state = torch.load(ckpt_path, map_location=device, weights_only=False)
         if state.get("version") != _CKPT_VERSION:
             raise ValueError(f"checkpoint {ckpt_path} has an unsupported version")
-    if config.method == "dm" and config.pool_size is None:
-        # The default depends on the device, so a run resumes on the pool size it was
-        # started with (on a GPU, on a CPU, or before the default depended on the
-        # device); a new run records the number, not "default".
+    if config.method == "dm" and None in (config.pool_size, config.real_per_class):
+        # The defaults depend on the device and the run's length, so a run resumes on the
+        # pool it was started with (even with more iterations, or before the defaults
+        # changed); a new run records the numbers, not "default".
         if state is not None:
-            config = replace(config, pool_size=state["fingerprint"].get("pool_size", 128))
+            saved = state["fingerprint"]
+            config = replace(
+                config,
+                pool_size=saved.get("pool_size", 128) if config.pool_size is None
+                else config.pool_size,
+                real_per_class=saved.get("real_per_class", 256)
+                if config.real_per_class is None else config.real_per_class)
         elif config.dm_mode == "fast":
-            config = replace(config, pool_size=default_pool_size(device))
+            pool, real = default_pool(device, config.iterations, config.pool_size,
+                                      config.real_per_class)
+            config = replace(config, pool_size=pool, real_per_class=real)
     # Fail before hours of optimization, not when writing the result.
     for path in {out_path, ckpt_path} if config.checkpoint_every else {out_path}:
         _check_dir(path)

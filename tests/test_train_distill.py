@@ -321,30 +321,37 @@ def test_a_checkpoint_from_before_the_pool_order_drew_at_random(tmp_path, digits
     assert res.resumed_from == 1
 
 
-def test_an_unset_pool_size_resumes_on_the_checkpoints_pool(tmp_path, digits):
-    # The default depends on the device (512 on a GPU, 128 on a CPU). A new run records
-    # the number; a run without --pool-size resumes on whatever its checkpoint used:
-    # another device's default, or 128 from before the default depended on the device.
+def test_an_unset_pool_resumes_on_the_checkpoints_pool(tmp_path, digits):
+    # The defaults depend on the device and the run's length. A new run records the
+    # numbers; a run without --pool-size / --real-per-class resumes on whatever its
+    # checkpoint used, even with more iterations: another device's default, or an older
+    # default (128 x 256 on a CPU until 2026-11-30).
     ckpt = tmp_path / "d.ckpt"
-    kw = dict(real_per_class=2, checkpoint_path=str(ckpt))
-    distill(_cfg(iterations=2, pool_size=None, checkpoint_every=2, **kw), digits,
-            tmp_path / "a.qdd", progress=False)
+    kw = dict(checkpoint_path=str(ckpt))
+    distill(_cfg(iterations=8, pool_size=None, real_per_class=None, checkpoint_every=8, **kw),
+            digits, tmp_path / "a.qdd", progress=False)
     state = torch.load(ckpt, weights_only=False)
-    assert state["fingerprint"]["pool_size"] == 128
-    assert state["objective"]["pool_means"].shape[0] == 128
-    distill(_cfg(iterations=2, pool_size=5, checkpoint_every=2, **kw), digits,
-            tmp_path / "b.qdd", progress=False)  # as if made where the default is 5
-    res = distill(_cfg(iterations=3, pool_size=None, resume=True, **kw), digits,
-                  tmp_path / "b.qdd", progress=False)
+    assert (state["fingerprint"]["pool_size"], state["fingerprint"]["real_per_class"]) == (2, 128)
+    assert state["objective"]["pool_means"].shape[0] == 2
+    distill(_cfg(iterations=2, pool_size=5, real_per_class=3, checkpoint_every=2, **kw),
+            digits, tmp_path / "b.qdd", progress=False)  # as if made where the default is 5 x 3
+    res = distill(_cfg(iterations=7, pool_size=None, real_per_class=None, resume=True,
+                       checkpoint_every=7, **kw), digits, tmp_path / "b.qdd", progress=False)
     assert res.resumed_from == 2
+    state = torch.load(ckpt, weights_only=False)
+    assert (state["fingerprint"]["pool_size"], state["fingerprint"]["real_per_class"]) == (5, 3)
+    assert state["objective"]["pool_means"].shape[0] == 5
     with pytest.raises(ValueError, match=r"different settings \(pool_size\)"):
-        distill(_cfg(iterations=3, pool_size=64, resume=True, **kw), digits,
-                tmp_path / "b.qdd", progress=False)
+        distill(_cfg(iterations=3, pool_size=64, real_per_class=None, resume=True, **kw),
+                digits, tmp_path / "b.qdd", progress=False)
+    with pytest.raises(ValueError, match=r"different settings \(real_per_class\)"):
+        distill(_cfg(iterations=3, pool_size=None, real_per_class=4, resume=True, **kw),
+                digits, tmp_path / "b.qdd", progress=False)
     # The plain loop has no pool; its old checkpoints recorded the old default.
-    distill(_cfg(iterations=2, dm_mode="plain", pool_size=128, checkpoint_every=2, **kw),
-            digits, tmp_path / "c.qdd", progress=False)
-    res = distill(_cfg(iterations=3, dm_mode="plain", pool_size=None, resume=True, **kw),
-                  digits, tmp_path / "c.qdd", progress=False)
+    distill(_cfg(iterations=2, dm_mode="plain", pool_size=128, real_per_class=2,
+                 checkpoint_every=2, **kw), digits, tmp_path / "c.qdd", progress=False)
+    res = distill(_cfg(iterations=3, dm_mode="plain", pool_size=None, real_per_class=None,
+                       resume=True, **kw), digits, tmp_path / "c.qdd", progress=False)
     assert res.resumed_from == 2
 
 

@@ -9,7 +9,8 @@ from click.testing import CliRunner
 
 from cli.main import main
 from quadd_train.distill import DistillConfig, distill
-from quadd_train.methods.dm import DMObjective, default_pool_size
+from quadd_train.methods import dm
+from quadd_train.methods.dm import DMObjective, default_pool
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -92,33 +93,64 @@ def test_pool_training_needs_the_fast_mode(tmp_path):
     assert not (tmp_path / "x.qdd").exists()
 
 
-def test_default_pool_is_larger_on_a_gpu():
-    # No GPU is needed to ask: the default depends on the device type only.
-    assert default_pool_size(torch.device("cpu")) == 128
-    assert default_pool_size(torch.device("cuda")) == 512
-    assert default_pool_size(torch.device("cuda", 1)) == 512
+def test_the_default_pool_depends_on_the_device_and_run_length():
+    # No GPU is needed to ask: the default depends on the device type and run length.
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    # A GPU: one entry of 256 real images per class per iteration, no reuse.
+    assert default_pool(gpu, 1000) == (1000, 256)
+    assert default_pool(torch.device("cuda", 1), 10_000) == (4096, 256)  # capped
+    # A CPU: one entry of 128 per 4 iterations.
+    assert default_pool(cpu, 1000) == (250, 128)
+    assert default_pool(cpu, 1001) == (251, 128)
+    assert default_pool(cpu, 2) == (1, 128)
+    assert default_pool(cpu, 0) == (1, 128)
+    assert default_pool(cpu, 100_000) == (2048, 128)  # capped
+    assert default_pool(cpu) == default_pool(cpu, 1000)
+    # What is given is kept; an explicit pool keeps 256 images per entry.
+    assert default_pool(cpu, 1000, pool_size=128) == (128, 256)
+    assert default_pool(cpu, 1000, real_per_class=64) == (250, 64)
+    assert default_pool(gpu, 1000, 7, 9) == (7, 9)
 
 
-def test_an_unset_pool_size_takes_the_device_default_and_resumes(digits):
-    obj = DMObjective(real_per_class=2)
+def test_an_unset_pool_takes_the_default_and_resumes(digits):
+    obj = DMObjective(iterations=24)
     obj.prepare(_real(digits), digits.y_train, 10, 1, torch.device("cpu"), seed=0)
-    assert len(obj._nets) == obj._pool_means.shape[0] == default_pool_size(obj.device)
-    # The state records the size built; an objective with no size asked for takes the
-    # saved pool whatever its device's default (here: a pool of 5 from elsewhere).
+    assert len(obj._nets) == obj._pool_means.shape[0] == obj.pool_size == 6
+    # The state records what was built; an objective with nothing asked for takes the
+    # saved pool whatever its own default (here: 5 x 2 from elsewhere).
     state = obj.state_dict()
-    assert state["cfg"]["pool_size"] == default_pool_size(obj.device)
+    assert (state["cfg"]["pool_size"], state["cfg"]["real_per_class"]) == (6, 128)
     small = DMObjective(pool_size=5, real_per_class=2)
     small.prepare(_real(digits), digits.y_train, 10, 1, torch.device("cpu"), seed=0)
-    again = DMObjective(real_per_class=2)
+    again = DMObjective(iterations=6)
     again.load_state_dict(small.state_dict())
     again.prepare(_real(digits), digits.y_train, 10, 1, torch.device("cpu"), seed=0)
-    assert again.pool_size == len(again._nets) == 5
+    assert (again.pool_size, again.real_per_class, len(again._nets)) == (5, 2, 5)
     assert torch.equal(again._pool_means, small._pool_means)
-    other = DMObjective(pool_size=6, real_per_class=2)  # an explicit size that differs
-    other.load_state_dict(small.state_dict())
-    assert other._pool_means is None
+    for differs in (dict(pool_size=6, real_per_class=2), dict(pool_size=5, real_per_class=3)):
+        other = DMObjective(**differs)  # an explicit setting that differs
+        other.load_state_dict(small.state_dict())
+        assert other._pool_means is None
     with pytest.raises(ValueError, match="pool_size"):
         DMObjective(pool_size=0)
+    with pytest.raises(ValueError, match="real_per_class"):
+        DMObjective(real_per_class=0)
+
+
+def test_a_pool_too_large_to_keep_rebuilds_its_networks_identically(digits, monkeypatch):
+    def run() -> tuple[DMObjective, list[float]]:
+        obj = DMObjective(pool_size=4, real_per_class=8)
+        obj.prepare(_real(digits), digits.y_train, 10, 2, torch.device("cpu"), seed=2)
+        syn = _real(digits)[:20].clone()
+        rng = np.random.default_rng(0)
+        return obj, [float(obj.loss(syn, None, rng)) for _ in range(6)]
+
+    kept, kept_losses = run()
+    monkeypatch.setattr(dm, "CPU_RESIDENT_NET_BYTES", 0)
+    rebuilt, rebuilt_losses = run()
+    assert len(kept._nets) == 4 and rebuilt._nets == []
+    assert torch.equal(kept._pool_means, rebuilt._pool_means)
+    assert rebuilt_losses == kept_losses
 
 
 def _draws(obj: DMObjective, n: int, seed: int = 0) -> list[int]:
@@ -135,7 +167,7 @@ def test_shuffled_passes_draw_every_entry_once_before_any_again(digits):
     assert seq[:5] != seq[5:10]  # each pass in its own order
     # Independent draws repeat entries within a pass's length (this seed does).
     rand = DMObjective(pool_size=5, real_per_class=16, pool_order="random")
-    rand._nets = obj._nets
+    rand.pool_size = obj.pool_size
     assert any(len(set(w)) < 5 for w in (_draws(rand, 15)[i:i + 5] for i in range(0, 15, 5)))
     with pytest.raises(ValueError, match="pool_order"):
         DMObjective(pool_order="cyclic")

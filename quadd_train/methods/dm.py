@@ -20,11 +20,13 @@ Entries are drawn in shuffled passes (``pool_order="shuffle"``): every entry onc
 fresh random order, before any is drawn again. Reuse is then spread evenly, and with
 ``pool_size >= iterations`` no entry is drawn twice: each iteration gets a network and
 per-class transforms of its own, as in the plain loop, and a real mean over
-``real_per_class`` images per class drawn without replacement. With the defaults
-(``real_per_class == batch_real == 256``), random networks and classes of at least 256
-images, that is the plain loop's draw exactly, with the real embeddings computed up front
-in large batches; otherwise the expected gradient is the same (the loss is quadratic in
-the real mean) and only its noise differs.
+``real_per_class`` images per class drawn without replacement. With
+``real_per_class == batch_real == 256`` (the GPU default), random networks and classes of
+at least 256 images, that is the plain loop's draw exactly, with the real embeddings
+computed up front in large batches; otherwise the expected gradient is the same (the loss
+is quadratic in the real mean) and only its noise differs. The default pool
+(``default_pool``) is that on a GPU; on a CPU, where the set-up is the cost, it is a
+quarter as many entries of 128 images.
 ``pool_order="random"`` draws independently (with replacement), as the loop did until
 2026-11-29 (the GPU results of that day used it).
 
@@ -51,9 +53,20 @@ from ..devices import to_device
 from ..networks import ConvNet
 from . import Objective
 
-__all__ = ["POOL_ORDERS", "DMConfig", "DMObjective", "default_pool_size"]
+__all__ = ["POOL_ORDERS", "DMConfig", "DMObjective", "default_pool"]
 
 POOL_ORDERS = ("shuffle", "random")
+
+# The default pool (see default_pool): on a GPU one entry of 256 real images per class
+# per iteration; on a CPU one entry of 128 per CPU_ITERATIONS_PER_ENTRY iterations.
+CPU_ITERATIONS_PER_ENTRY = 4
+CPU_DEFAULT_REAL = 128
+MAX_DEFAULT_POOL = {"cpu": 2048, "cuda": 4096}
+DEFAULT_ITERATIONS = 1000  # sizes the default pool when the run's length is not given
+# Pool networks stay in memory up to this many bytes of weights on a CPU (on a GPU: a
+# quarter of its free memory); a larger pool rebuilds each drawn network from its seed,
+# which costs about 2 ms on a CPU (a CIFAR-10 iteration at IPC 16 takes 100s of ms).
+CPU_RESIDENT_NET_BYTES = 1 << 30
 
 
 @dataclass
@@ -63,9 +76,10 @@ class DMConfig:
     mode: str = "fast"  # "fast" (precomputed network pool) | "plain" (reference loop)
     # fast: pool entries (random network + per-class DSA seeds) and the real images
     # behind each per-class mean (the reference uses 256 per iteration). None: the
-    # device's default (default_pool_size).
+    # defaults for the device and run length (default_pool).
     pool_size: int | None = None
-    real_per_class: int = 256
+    real_per_class: int | None = None
+    iterations: int | None = None  # the run's length; sizes the default pool only
     # fast: "shuffle" (each entry once per pass, passes in fresh random orders) or
     # "random" (independent draws with replacement).
     pool_order: str = "shuffle"
@@ -109,6 +123,10 @@ class DMObjective(Objective):
                              f"got {self.cfg.pool_order!r}")
         if self.cfg.pool_size is not None and self.cfg.pool_size < 1:
             raise ValueError("pool_size must be >= 1")
+        if self.cfg.real_per_class is not None and self.cfg.real_per_class < 1:
+            raise ValueError("real_per_class must be >= 1")
+        if self.cfg.iterations is not None and self.cfg.iterations < 0:
+            raise ValueError("iterations must be >= 0")
         if self.cfg.pool_train_steps < 0:
             raise ValueError("pool_train_steps must be >= 0")
         if self.cfg.pool_train_batch < 1:
@@ -118,7 +136,8 @@ class DMObjective(Objective):
         self._pool_means: Tensor | None = None  # (P, K, F) float32
         self._pool_seeds: np.ndarray | None = None  # (P, K) DSA seeds
         self._net_seeds: np.ndarray | None = None  # (P,)
-        self._nets: list[ConvNet] = []
+        self._nets: list[ConvNet] = []  # every pool network, or [] when rebuilt per draw
+        self._saved_real: int | None = None  # real_per_class of a restored pool
         self._net_states: list[dict[str, Tensor]] | None = None  # trained pool weights
         # shuffle: the current pass's order and how much of it is drawn (checkpointed,
         # so a resumed run draws what the uninterrupted one would have).
@@ -204,11 +223,12 @@ class DMObjective(Objective):
         self.y_real = torch.as_tensor(y_np, dtype=torch.long)
         self.class_idx = [np.flatnonzero(y_np == c) for c in range(self.num_classes)]
         self.bf16 = _native_bf16(self.device) if self.cfg.bf16 is None else self.cfg.bf16
-        ps = self.cfg.pool_size
         if self._net_seeds is not None:  # restored from a checkpoint
             self.pool_size = len(self._net_seeds)
+            self.real_per_class = int(self._saved_real or self.cfg.real_per_class or 256)
         else:
-            self.pool_size = default_pool_size(self.device) if ps is None else int(ps)
+            self.pool_size, self.real_per_class = default_pool(
+                self.device, self.cfg.iterations, self.cfg.pool_size, self.cfg.real_per_class)
         cl = self.cfg.channels_last
         self.channels_last = self.device.type == "cuda" if cl is None else cl
         if self.cfg.compile:
@@ -227,12 +247,19 @@ class DMObjective(Objective):
         if self._net_seeds is None:
             self._net_seeds = rng.integers(0, 2**31 - 1, size=self.pool_size)
             self._pool_seeds = rng.integers(0, 100_000, size=(self.pool_size, self.num_classes))
-        self._nets = [self._seeded_net(int(s)) for s in self._net_seeds]
         if cfg.pool_train_steps:
+            self._nets = [self._seeded_net(int(s)) for s in self._net_seeds]
             if self._net_states is None:
                 self._net_states = self._train_pool(seed, progress)
             for net, state in zip(self._nets, self._net_states, strict=True):
                 net.load_state_dict(state)
+        else:
+            first = self._seeded_net(int(self._net_seeds[0]))
+            size = sum(t.numel() * t.element_size() for t in first.state_dict().values())
+            if size * self.pool_size <= self._resident_bytes():
+                self._nets = [first] + [self._seeded_net(int(s)) for s in self._net_seeds[1:]]
+            else:
+                self._nets = []
         if self._pool_means is not None:  # restored from a checkpoint
             self._pool_means = self._pool_means.to(self.device)
             return
@@ -242,8 +269,8 @@ class DMObjective(Objective):
         # On a CPU a large pool takes minutes (pool_size x real_per_class x classes
         # forward passes) before the first iteration; say so rather than sit silent.
         bar = tqdm(
-            self._nets,
-            desc=f"DM pool: embedding {cfg.real_per_class} real/class",
+            range(self.pool_size),
+            desc=f"DM pool: embedding {self.real_per_class} real/class",
             unit="net",
             file=sys.stderr,
             disable=not progress,
@@ -251,11 +278,12 @@ class DMObjective(Objective):
         )
         means = []
         with torch.no_grad(), contextlib.closing(bar):
-            for p, net in enumerate(bar):
+            for p in bar:
+                net = self._net(p)
                 per_class = []
                 for c in range(self.num_classes):
                     idx = self.class_idx[c]
-                    take = rng.permutation(idx)[: min(cfg.real_per_class, idx.size)]
+                    take = rng.permutation(idx)[: min(self.real_per_class, idx.size)]
                     total: Tensor | None = None
                     for start in range(0, take.size, cfg.embed_chunk):
                         chunk = take[start : start + cfg.embed_chunk]
@@ -268,6 +296,19 @@ class DMObjective(Objective):
                     per_class.append((total / take.size).float())
                 means.append(torch.stack(per_class))
         self._pool_means = torch.stack(means)
+
+    def _resident_bytes(self) -> int:
+        if self.device.type == "cuda":
+            free, _total = torch.cuda.mem_get_info(self.device)
+            return free // 4
+        return CPU_RESIDENT_NET_BYTES
+
+    def _net(self, p: int) -> ConvNet:
+        """Pool network ``p``: kept, or rebuilt from its seed (the same weights)."""
+        if self._nets:
+            return self._nets[p]
+        assert self._net_seeds is not None
+        return self._seeded_net(int(self._net_seeds[p]))
 
     def _train_pool(self, seed: int, progress: bool) -> list[dict[str, Tensor]]:
         """Weights of each pool network after its share of training on real batches.
@@ -322,18 +363,21 @@ class DMObjective(Objective):
         return self._loss_plain(syn, rng)
 
     def _loss_fast(self, syn: Tensor, rng: np.random.Generator) -> Tensor:
+        return self.entry_loss(syn, self._draw(rng))
+
+    def entry_loss(self, syn: Tensor, p: int) -> Tensor:
+        """The DM loss of ``syn`` (class-major, ``ipc`` per class) under pool entry ``p``."""
         assert self._pool_means is not None and self._pool_seeds is not None
-        p = self._draw(rng)
         k, ipc = self.num_classes, self.ipc
         chunks = syn.reshape(k, ipc, *syn.shape[1:])
         aug = torch.cat([self._augment(chunks[c], int(self._pool_seeds[p, c])) for c in range(k)])
-        emb = self._embed(self._nets[p], aug)
+        emb = self._embed(self._net(p), aug)
         syn_means = emb.reshape(k, ipc, -1).mean(dim=1)
         return ((self._pool_means[p] - syn_means) ** 2).sum()
 
     def _draw(self, rng: np.random.Generator) -> int:
         """Index of the pool entry this iteration uses."""
-        n = len(self._nets)
+        n = self.pool_size
         if self.cfg.pool_order == "random":
             return int(rng.integers(n))
         if self._order is None or self._cursor >= len(self._order):
@@ -363,8 +407,9 @@ class DMObjective(Objective):
         if self.cfg.mode != "fast" or self._pool_means is None:
             return {"cfg": asdict(self.cfg)}
         state = {
-            # The size built, not the request: None resolves differently per device.
-            "cfg": {**asdict(self.cfg), "pool_size": self.pool_size},
+            # What was built, not the request: None resolves per device and run length.
+            "cfg": {**asdict(self.cfg), "pool_size": self.pool_size,
+                    "real_per_class": self.real_per_class},
             "pool_means": self._pool_means.cpu(),
             "pool_seeds": self._pool_seeds,
             "net_seeds": self._net_seeds,
@@ -378,8 +423,12 @@ class DMObjective(Objective):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         saved, mine = state.get("cfg", {}), asdict(self.cfg)
-        if mine["pool_size"] is None:  # no size asked for: the saved pool's will do
+        # What was not asked for, the saved pool's will do (before real_per_class could
+        # be None, it was always saved as a number).
+        if mine["pool_size"] is None:
             mine["pool_size"] = saved.get("pool_size")
+        if mine["real_per_class"] is None:
+            mine["real_per_class"] = saved.get("real_per_class")
         if _pool_key(saved) != _pool_key(mine):
             return  # different settings: recompute rather than reuse a stale pool
         if "pool_means" in state:
@@ -387,6 +436,7 @@ class DMObjective(Objective):
             self._pool_seeds = np.asarray(state["pool_seeds"])
             self._net_seeds = np.asarray(state["net_seeds"])
             self._net_states = state.get("net_states")
+            self._saved_real = saved.get("real_per_class")
             order = state.get("pool_order")  # absent: from before shuffled passes
             if order is not None and self.cfg.pool_order == "shuffle":
                 self._order = np.asarray(order["order"])
@@ -397,7 +447,7 @@ def _pool_key(cfg: dict[str, Any]) -> dict[str, Any]:
     # Execution-only switches do not change what the pool holds. A knob the checkpoint
     # predates had its default then, so its pool stays valid.
     full = {**asdict(DMConfig()), **cfg}
-    skip = {"compile", "embed_chunk", "batch_real", "pool_order"}
+    skip = {"compile", "embed_chunk", "batch_real", "pool_order", "iterations"}
     if not full["pool_train_steps"]:
         skip |= {"pool_train_lr", "pool_train_batch"}  # nothing was trained with them
     return {k: v for k, v in full.items() if k not in skip}
@@ -420,16 +470,38 @@ def _resident(x: Tensor, device: torch.device) -> Tensor:
     return x.to(device) if x.numel() * x.element_size() < free // 4 else x
 
 
-def default_pool_size(device: torch.device) -> int:
-    """Fast-mode pool size when none is asked for: 512 on a GPU, 128 on a CPU.
+def default_pool(
+    device: torch.device | str,
+    iterations: int | None = None,
+    pool_size: int | None = None,
+    real_per_class: int | None = None,
+) -> tuple[int, int]:
+    """``(pool_size, real_per_class)`` of the fast loop where either is not given.
 
-    Each entry is reused about iterations / pool_size times, and reuse costs accuracy at
-    equal iterations: on an H200 (CIFAR-10, IPC 16, 1000 iterations, 3 seeds) a pool of
-    128 ended 0.86 points below the plain loop, larger ones (512, 1024) 0.16-0.45 below
-    (docs/results.md).
-    Embedding 512 x 256 real CIFAR-10 images per class takes seconds on a GPU but about
-    half an hour on two CPU cores, so the CPU keeps the smaller pool."""
-    return 512 if torch.device(device).type == "cuda" else 128
+    On a GPU: one entry per iteration (at most 4096), 256 real images per class each.
+    Drawn in shuffled passes, no entry is reused, and each iteration draws what a plain
+    iteration does; embedding the pool takes seconds to minutes there.
+
+    On a CPU the set-up is the cost: 1000 entries x 256 images would embed as many real
+    images as the plain loop does. There the default is one entry per 4 iterations (at
+    most 2048) with 128 images per class each, so at IPC 16 on CIFAR-10 the set-up takes
+    about as long as the loop. Among pools of that cost, it matched held-out networks
+    best: fewer images per entry make each real mean noisy (on CIFAR-10 its noise is
+    40% of the plain loop's gradient variance at 256 images), while fewer entries, each
+    reused more, fit their own networks (docs/results.md, "Pools of equal set-up cost").
+
+    An explicit ``pool_size`` keeps 256 images per entry unless ``real_per_class`` says
+    otherwise."""
+    kind = torch.device(device).type
+    cap = MAX_DEFAULT_POOL.get(kind, MAX_DEFAULT_POOL["cpu"])
+    n = DEFAULT_ITERATIONS if iterations is None else max(int(iterations), 1)
+    per_entry = 1 if kind == "cuda" else CPU_ITERATIONS_PER_ENTRY
+    pool = min(-(-n // per_entry), cap) if pool_size is None else int(pool_size)
+    if real_per_class is not None:
+        return pool, int(real_per_class)
+    if pool_size is not None or kind == "cuda":
+        return pool, 256
+    return pool, CPU_DEFAULT_REAL
 
 
 def _native_bf16(device: torch.device) -> bool:
