@@ -39,30 +39,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from _shared import start_set  # noqa: E402
+
 BATCH = 256  # the plain loop's real images per class and iteration (the reference's)
-
-
-def _synthetic(args: argparse.Namespace, bundle: Any, x_real: Any, y_real: Any) -> tuple:
-    import torch
-
-    from quadd_codec import QddDataset
-    from quadd_train.synthetic import SyntheticSet
-
-    if args.source is None:
-        syn = SyntheticSet.from_real(x_real, y_real, bundle.num_classes, args.ipc, args.seed)
-        return syn.data.detach().clone(), syn.labels.clone(), f"{args.ipc} real img/class"
-    ds = QddDataset(args.source, denormalize=False)
-    if ds.file.upsample != 1:
-        sys.exit(f"{args.source}: stored at 1/{ds.file.upsample} size; pass a file written "
-                 "without --upsample")
-    x = torch.from_numpy(ds.file.read_all(denormalize=False)).float()
-    y = torch.as_tensor(np.asarray(ds.targets), dtype=torch.long)
-    order = torch.argsort(y, stable=True)
-    x, y = x[order], y[order]
-    counts = torch.bincount(y, minlength=bundle.num_classes)
-    if not bool((counts == counts[0]).all()):
-        sys.exit(f"{args.source}: classes hold different sample counts {counts.tolist()}")
-    return x, y, f"{os.path.basename(args.source)} ({int(counts[0])} img/class)"
 
 
 def _grad(real_mean: Any, syn_mean: Any, x: Any) -> Any:
@@ -84,7 +63,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     bundle = load_dataset(args.dataset, args.data_dir)
     x_real = bundle.normalize(bundle.x_train.float())
     y_real = bundle.y_train.long()
-    syn, labels, what = _synthetic(args, bundle, x_real, y_real)
+    syn, labels, what = start_set(args.source, bundle, x_real, args.ipc, args.seed)
     k = bundle.num_classes
     ipc = syn.shape[0] // k
     obj = DMObjective(mode="plain", batch_real=BATCH, bf16=False, compile=False)

@@ -36,7 +36,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from _cli import report_or_run  # noqa: E402
+from _shared import report_or_run, start_set  # noqa: E402
 
 HELDOUT_SEED = 1_000_003  # far from the run seeds, so no held-out entry is a pool entry
 
@@ -49,24 +49,6 @@ def _variant(v: str) -> dict[str, Any]:
         raise argparse.ArgumentTypeError(f"variant {v!r}: expected plain or POOLxREAL, "
                                          "e.g. 200x32")
     return {"mode": "fast", "pool_size": int(pool), "real_per_class": int(real)}
-
-
-def _start(args: argparse.Namespace, bundle: Any, x_real: Any) -> tuple[Any, str]:
-    import torch
-
-    from quadd_codec import QddDataset
-    from quadd_train.synthetic import SyntheticSet
-
-    if args.source is None:
-        syn = SyntheticSet.from_real(x_real, bundle.y_train, bundle.num_classes, args.ipc, 0)
-        return syn.data.detach().clone(), f"{args.ipc} real img/class"
-    ds = QddDataset(args.source, denormalize=False)
-    if ds.file.upsample != 1:
-        sys.exit(f"{args.source}: stored at 1/{ds.file.upsample} size; pass a file written "
-                 "without --upsample")
-    x = torch.from_numpy(ds.file.read_all(denormalize=False)).float()
-    order = torch.argsort(torch.as_tensor(np.asarray(ds.targets)), stable=True)
-    return x[order], os.path.basename(args.source)
 
 
 def _heldout(args: argparse.Namespace, x_real: Any, y_real: Any, k: int, ipc: int) -> Any:
@@ -106,7 +88,7 @@ def run(args: argparse.Namespace) -> None:
     bundle = load_dataset(args.dataset, args.data_dir)
     x_real = bundle.normalize(bundle.x_train.float())
     y_real = bundle.y_train.long()
-    start, what = _start(args, bundle, x_real)
+    start, _labels, what = start_set(args.source, bundle, x_real, args.ipc, 0)
     k = bundle.num_classes
     ipc = start.shape[0] // k
     held = _heldout(args, x_real, y_real, k, ipc)

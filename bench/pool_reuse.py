@@ -37,7 +37,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from _cli import report_or_run  # noqa: E402
+from _shared import report_or_run  # noqa: E402
 
 
 def _seeds(text: str) -> list[int]:

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _load(name: str, monkeypatch):
-    monkeypatch.syspath_prepend(str(_BENCH))  # the scripts import their shared _cli
+    monkeypatch.syspath_prepend(str(_BENCH))  # the scripts import their shared _shared
     spec = importlib.util.spec_from_file_location(f"bench_{name}", _BENCH / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
