@@ -224,10 +224,14 @@ def distill_command(
     if as_json:
         click.echo(json.dumps(asdict(res)))
     else:
+        # The default pool depends on the device and --iterations: say which was used.
+        pool = ("" if res.pool_size is None else
+                f" (DM pool {res.pool_size} x {res.real_per_class} real/class, set up in "
+                f"{res.prepare_seconds:.0f} s)")
         click.echo(
             f"wrote {res.path}: {res.n} samples ({res.ipc}/class) at {res.bits} bits, "
-            f"{res.file_bytes} of {res.budget_bytes} bytes; {res.iterations} iterations, "
-            f"final loss {res.final_loss:.4f}, {res.it_per_s:.2f} it/s"
+            f"{res.file_bytes} of {res.budget_bytes} bytes; {res.iterations} iterations"
+            f"{pool}, final loss {res.final_loss:.4f}, {res.it_per_s:.2f} it/s"
         )
 
 

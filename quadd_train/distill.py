@@ -194,6 +194,9 @@ class DistillResult:
     it_per_s: float
     final_loss: float
     resumed_from: int = 0
+    # Fast DM's pool as built (entries, real images per class); None without one.
+    pool_size: int | None = None
+    real_per_class: int | None = None
 
 
 @dataclass
@@ -613,6 +616,8 @@ def distill(
         it_per_s=done / seconds if seconds > 0 and done else 0.0,
         final_loss=last_loss,
         resumed_from=start_it,
+        **({"pool_size": config.pool_size, "real_per_class": config.real_per_class}
+           if config.method == "dm" and config.dm_mode == "fast" else {}),
     )
 
 

@@ -179,6 +179,16 @@ def test_cli_distill_and_subset(tmp_path):
     res = runner.invoke(_cli(), args)
     assert res.exit_code == 0, res.output
     assert '"file_bytes"' in res.stdout and out.stat().st_size <= 4096
+    row = json.loads(res.stdout)
+    assert (row["pool_size"], row["real_per_class"]) == (1, 16)
+    # The default pool depends on the device and --iterations, so the summary names it.
+    res = runner.invoke(_cli(), ["distill", "--budget", "4KiB", "--bits", "2", "-n", "8",
+                                 "--ipc", "2", "--device", "cpu", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "8 iterations (DM pool 2 x 128 real/class, set up in" in res.stdout
+    res = runner.invoke(_cli(), ["distill", "--budget", "4KiB", "--bits", "2", "-n", "1",
+                                 "--ipc", "2", "--dm-mode", "plain", "-o", str(out)])
+    assert res.exit_code == 0 and "DM pool" not in res.stdout
     res = runner.invoke(_cli(), ["subset", "--budget", "4KiB", "--bits", "3", "-o",
                                  str(tmp_path / "s.qdd")])
     assert res.exit_code == 0 and "samples" in res.stdout
