@@ -36,7 +36,7 @@ from quadd_codec.layout import stored_shape as codec_stored_shape
 
 from .devices import resolve_device
 from .methods import make_objective
-from .methods.dm import POOL_ORDERS, default_pool
+from .methods.dm import default_pool
 from .quantizers import GROUPS, QUANTIZERS, make_quantizer, quantizer_optimizer
 from .synthetic import SyntheticSet
 
@@ -133,16 +133,13 @@ class DistillConfig:
             raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
         if self.post_codebook not in ("uniform", "kmeans"):
             raise ValueError("post_codebook must be 'uniform' or 'kmeans'")
-        if self.pool_order not in POOL_ORDERS:
-            raise ValueError(f"pool_order must be one of {POOL_ORDERS}, got {self.pool_order!r}")
         if self.quant_warmup < 0:
             raise ValueError("quant_warmup must be >= 0")
         if self.ipc is not None and self.ipc < 1:
             raise ValueError("ipc must be >= 1")
-        if self.pool_size is not None and self.pool_size < 1:
-            raise ValueError("pool_size must be >= 1")
-        if self.real_per_class is not None and self.real_per_class < 1:
-            raise ValueError("real_per_class must be >= 1")
+        # The objective checks its own options (pool size, order, ...); building it is
+        # cheap, and it fails here rather than after the data is loaded.
+        make_objective(self.method, **self.objective_options())
 
     @property
     def file_bits(self) -> int:
