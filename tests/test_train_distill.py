@@ -154,6 +154,38 @@ def test_plain_mode_runs(tmp_path, digits):
     assert res.file_bytes <= BUDGET and np.isfinite(res.final_loss)
 
 
+@pytest.mark.parametrize("quantizer", ["none", "uniform"])
+def test_an_unreused_pool_of_the_plain_batch_is_the_plain_loop(tmp_path, digits, quantizer):
+    # The fast loop with one entry per iteration and the plain loop's real batch size
+    # draws what the plain loop draws, entry t at iteration t, and computes the same
+    # thing with the real embeddings moved up front: the same samples, bit for bit. 24
+    # real images per class are fewer than a digits class holds, so which ones each
+    # draw takes matters.
+    common = dict(iterations=6, quantizer=quantizer, bits=32 if quantizer == "none" else 2,
+                  ipc=1 if quantizer == "none" else 4)
+    plain = tmp_path / "plain.qdd"
+    distill(_cfg(dm_mode="plain", batch_real=24, **common), digits, plain, progress=False)
+    fast = tmp_path / "fast.qdd"
+    res = distill(_cfg(pool_size=6, real_per_class=24, **common), digits, fast,
+                  progress=False)
+    assert (res.pool_size, res.real_per_class) == (6, 24)
+    assert QddFile(fast).read_all().tobytes() == QddFile(plain).read_all().tobytes()
+    # The plain loop's draws follow its iteration count, which a resumed run restores.
+    ckpt = tmp_path / "plain.ckpt"
+    half = dict(common, iterations=3)
+    distill(_cfg(dm_mode="plain", batch_real=24, checkpoint_every=3,
+                 checkpoint_path=str(ckpt), **half), digits, tmp_path / "h.qdd",
+            progress=False)
+    resumed = tmp_path / "resumed.qdd"
+    distill(_cfg(dm_mode="plain", batch_real=24, checkpoint_path=str(ckpt), resume=True,
+                 **common), digits, resumed, progress=False)
+    assert QddFile(resumed).read_all().tobytes() == QddFile(plain).read_all().tobytes()
+    # A pool reused, or of other real batches, is another computation.
+    other = tmp_path / "other.qdd"
+    distill(_cfg(pool_size=3, real_per_class=24, **common), digits, other, progress=False)
+    assert QddFile(other).read_all().tobytes() != QddFile(plain).read_all().tobytes()
+
+
 def _cli():
     import click
 

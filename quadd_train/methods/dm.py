@@ -11,22 +11,25 @@ that do not depend on the synthetic set, so ``mode="fast"`` (the default) precom
 them: a pool of ``pool_size`` random networks, each with its own per-class DSA seeds, and
 for every (network, class) the mean real embedding over ``real_per_class`` images under
 that class's transform. Because a seeded DSA call applies *one* transform to the whole
-batch, that mean is exactly the expectation the reference estimates with 256 images
-(with more images, so less noise). Each iteration then draws a pool entry and only
-pushes the synthetic images through its network. The approximation is the finite pool:
-``pool_size`` networks instead of a fresh one per iteration.
+batch, that mean estimates the same expectation as the reference's 256 images. Each
+iteration then draws a pool entry and only pushes the synthetic images through its
+network. The approximation is the finite pool: ``pool_size`` networks instead of a fresh
+one per iteration.
 
-Entries are drawn in shuffled passes (``pool_order="shuffle"``): every entry once, in a
-fresh random order, before any is drawn again. Reuse is then spread evenly, and with
-``pool_size >= iterations`` no entry is drawn twice: each iteration gets a network and
-per-class transforms of its own, as in the plain loop, and a real mean over
-``real_per_class`` images per class drawn without replacement. With
-``real_per_class == batch_real == 256`` (the GPU default), random networks and classes of
-at least 256 images, that is the plain loop's draw exactly, with the real embeddings
-computed up front in large batches; otherwise the expected gradient is the same (the loss
-is quadratic in the real mean) and only its noise differs. The default pool
-(``default_pool``) is that on a GPU; on a CPU, where the set-up is the cost, it is a
-quarter as many entries of 128 images.
+Entry ``p`` is made by the same draw as the plain loop's iteration ``p`` (network seed,
+per-class DSA seeds, real images), from a generator of its own (``_entry``). Entries are
+drawn in passes (``pool_order="shuffle"``): every entry once before any is drawn again,
+the first pass in index order (the entries are independent draws already) and each later
+one in a fresh random order (every pass of a trained pool, which is ordered by training
+length). Reuse is then spread evenly, and with ``pool_size >=
+iterations`` no entry is drawn twice. With ``real_per_class == batch_real`` as well (256
+on a GPU, the default there) the fast loop *is* the plain loop: iteration ``t`` uses the
+network, transforms and real images of plain iteration ``t``, only with the real
+embeddings computed up front, and gives the same synthetic set bit for bit
+(``tests/test_train_distill.py``). Other pools give the same expected gradient (the loss
+is quadratic in the real mean); only its noise differs. The default pool
+(``default_pool``) is the exact one on a GPU; on a CPU, where the set-up is the cost, it
+is a quarter as many entries of 128 images.
 ``pool_order="random"`` draws independently (with replacement), as the loop did until
 2026-11-29 (the GPU results of that day used it).
 
@@ -143,6 +146,8 @@ class DMObjective(Objective):
         # so a resumed run draws what the uninterrupted one would have).
         self._order: np.ndarray | None = None
         self._cursor = 0
+        self._step = 0  # plain: iterations drawn so far (checkpointed)
+        self._seed = 0
         self._compiled: dict[str, Any] = {}
         self.bf16 = bool(self.cfg.bf16)
         self.channels_last = bool(self.cfg.channels_last)
@@ -238,19 +243,52 @@ class DMObjective(Objective):
                 "syn": torch.compile(_embed_syn, dynamic=False),
                 "real": torch.compile(_embed_real, dynamic=None),
             }
+        self._seed = int(seed)
         if self.cfg.mode == "fast":
-            self._build_pool(seed, progress)
+            self._build_pool(progress)
 
-    def _build_pool(self, seed: int, progress: bool = False) -> None:
+    def _entry(self, p: int) -> tuple[int, np.ndarray, np.random.Generator]:
+        """What draw ``p`` takes: its network's seed, its per-class DSA seeds, and the
+        generator, now positioned, that orders each class's real images.
+
+        Pool entry ``p`` and the plain loop's iteration ``p`` are the same draw, from a
+        generator of their own, so an unreused pool of the plain loop's real batch size
+        computes what the plain loop computes."""
+        rng = np.random.default_rng([self._seed, 0xD1A, int(p)])
+        net_seed = int(rng.integers(0, 2**31 - 1))
+        dsa_seeds = rng.integers(0, 100_000, size=self.num_classes)
+        return net_seed, dsa_seeds, rng
+
+    def _real_means(self, net: ConvNet, dsa_seeds: np.ndarray, rng: np.random.Generator,
+                    n_real: int) -> Tensor:
+        """Per-class mean embeddings ``(K, F)`` of ``n_real`` real images per class (all
+        of a smaller class), drawn without replacement as the reference does, each class
+        under its own DSA transform."""
+        per_class = []
+        with torch.no_grad():
+            for c in range(self.num_classes):
+                idx = self.class_idx[c]
+                take = rng.permutation(idx)[: min(n_real, idx.size)]
+                total: Tensor | None = None
+                for start in range(0, take.size, self.cfg.embed_chunk):
+                    xb = self._augment(self._gather(take[start : start + self.cfg.embed_chunk]),
+                                       int(dsa_seeds[c]))
+                    s = self._embed(net, xb, kind="real").double().sum(0)
+                    total = s if total is None else total + s
+                assert total is not None
+                per_class.append((total / take.size).float())
+        return torch.stack(per_class)
+
+    def _build_pool(self, progress: bool = False) -> None:
         cfg = self.cfg
-        rng = np.random.default_rng([int(seed), 0xD1A])
         if self._net_seeds is None:
-            self._net_seeds = rng.integers(0, 2**31 - 1, size=self.pool_size)
-            self._pool_seeds = rng.integers(0, 100_000, size=(self.pool_size, self.num_classes))
+            draws = [self._entry(p)[:2] for p in range(self.pool_size)]
+            self._net_seeds = np.array([d[0] for d in draws], dtype=np.int64)
+            self._pool_seeds = np.stack([d[1] for d in draws])
         if cfg.pool_train_steps:
             self._nets = [self._seeded_net(int(s)) for s in self._net_seeds]
             if self._net_states is None:
-                self._net_states = self._train_pool(seed, progress)
+                self._net_states = self._train_pool(self._seed, progress)
             for net, state in zip(self._nets, self._net_states, strict=True):
                 net.load_state_dict(state)
         else:
@@ -277,24 +315,11 @@ class DMObjective(Objective):
             dynamic_ncols=True,
         )
         means = []
-        with torch.no_grad(), contextlib.closing(bar):
+        with contextlib.closing(bar):
             for p in bar:
-                net = self._net(p)
-                per_class = []
-                for c in range(self.num_classes):
-                    idx = self.class_idx[c]
-                    take = rng.permutation(idx)[: min(self.real_per_class, idx.size)]
-                    total: Tensor | None = None
-                    for start in range(0, take.size, cfg.embed_chunk):
-                        chunk = take[start : start + cfg.embed_chunk]
-                        xb = self._gather(chunk)
-                        xb = self._augment(xb, int(self._pool_seeds[p, c]))
-                        emb = self._embed(net, xb, kind="real")
-                        s = emb.double().sum(0)
-                        total = s if total is None else total + s
-                    assert total is not None
-                    per_class.append((total / take.size).float())
-                means.append(torch.stack(per_class))
+                _net_seed, _dsa, rng = self._entry(p)
+                means.append(self._real_means(self._net(p), self._pool_seeds[p], rng,
+                                              self.real_per_class))
         self._pool_means = torch.stack(means)
 
     def _resident_bytes(self) -> int:
@@ -368,12 +393,17 @@ class DMObjective(Objective):
     def entry_loss(self, syn: Tensor, p: int) -> Tensor:
         """The DM loss of ``syn`` (class-major, ``ipc`` per class) under pool entry ``p``."""
         assert self._pool_means is not None and self._pool_seeds is not None
+        return self._match(syn, self._net(p), self._pool_seeds[p], self._pool_means[p])
+
+    def _match(self, syn: Tensor, net: ConvNet, dsa_seeds: np.ndarray, real_means: Tensor
+               ) -> Tensor:
+        """``sum_c || real_means[c] - mean emb(syn_c) ||^2``, each class's synthetic
+        images under that class's transform (the one its real mean was taken under)."""
         k, ipc = self.num_classes, self.ipc
         chunks = syn.reshape(k, ipc, *syn.shape[1:])
-        aug = torch.cat([self._augment(chunks[c], int(self._pool_seeds[p, c])) for c in range(k)])
-        emb = self._embed(self._net(p), aug)
-        syn_means = emb.reshape(k, ipc, -1).mean(dim=1)
-        return ((self._pool_means[p] - syn_means) ** 2).sum()
+        aug = torch.cat([self._augment(chunks[c], int(dsa_seeds[c])) for c in range(k)])
+        syn_means = self._embed(net, aug).reshape(k, ipc, -1).mean(dim=1)
+        return ((real_means - syn_means) ** 2).sum()
 
     def _draw(self, rng: np.random.Generator) -> int:
         """Index of the pool entry this iteration uses."""
@@ -381,31 +411,30 @@ class DMObjective(Objective):
         if self.cfg.pool_order == "random":
             return int(rng.integers(n))
         if self._order is None or self._cursor >= len(self._order):
-            self._order, self._cursor = rng.permutation(n), 0
+            # The entries of an untrained pool are independent draws already, so the
+            # first pass takes them in index order: iteration t then draws entry t, the
+            # plain loop's iteration-t draw. A trained pool is ordered by training
+            # length, so every pass of it is shuffled.
+            first = self._order is None and not self.cfg.pool_train_steps
+            self._order = np.arange(n) if first else rng.permutation(n)
+            self._cursor = 0
         p = int(self._order[self._cursor])
         self._cursor += 1
         return p
 
     def _loss_plain(self, syn: Tensor, rng: np.random.Generator) -> Tensor:
-        net = self._new_net()  # fresh random network from the (checkpointed) torch RNG
-        ipc = self.ipc
-        loss = torch.zeros((), device=syn.device)
-        for c in range(self.num_classes):
-            idx = self.class_idx[c]
-            pick = rng.choice(idx, size=self.cfg.batch_real, replace=idx.size < self.cfg.batch_real)
-            img_real = self._gather(pick)
-            img_syn = syn[c * ipc : (c + 1) * ipc]
-            seed = int(rng.integers(0, 100_000))
-            with torch.no_grad():
-                out_real = self._embed(net, self._augment(img_real, seed), kind="real")
-            out_syn = self._embed(net, self._augment(img_syn, seed))
-            loss = loss + ((out_real.mean(0) - out_syn.mean(0)) ** 2).sum()
-        return loss
+        # The reference loop: a fresh network, transforms and real batch every iteration,
+        # made here by the draw a pool entry would be made by (see _entry).
+        net_seed, dsa_seeds, draw = self._entry(self._step)
+        self._step += 1
+        net = self._seeded_net(net_seed)
+        real_means = self._real_means(net, dsa_seeds, draw, self.cfg.batch_real)
+        return self._match(syn, net, dsa_seeds, real_means)
 
     # ------------------------------------------------------------------ checkpoint
     def state_dict(self) -> dict[str, Any]:
         if self.cfg.mode != "fast" or self._pool_means is None:
-            return {"cfg": asdict(self.cfg)}
+            return {"cfg": asdict(self.cfg), "step": self._step}
         state = {
             # What was built, not the request: None resolves per device and run length.
             "cfg": {**asdict(self.cfg), "pool_size": self.pool_size,
@@ -422,6 +451,7 @@ class DMObjective(Objective):
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._step = int(state.get("step", 0))
         saved, mine = state.get("cfg", {}), asdict(self.cfg)
         # What was not asked for, the saved pool's will do (before real_per_class could
         # be None, it was always saved as a number).
@@ -479,8 +509,9 @@ def default_pool(
     """``(pool_size, real_per_class)`` of the fast loop where either is not given.
 
     On a GPU: one entry per iteration (at most 4096), 256 real images per class each.
-    Drawn in shuffled passes, no entry is reused, and each iteration draws what a plain
-    iteration does; embedding the pool takes seconds to minutes there.
+    No entry is reused, and iteration t uses plain iteration t's network, transforms and
+    real batch, so the result is the plain loop's; embedding the pool takes seconds to
+    minutes there.
 
     On a CPU the set-up is the cost: 1000 entries x 256 images would embed as many real
     images as the plain loop does. There the default is one entry per 4 iterations (at
