@@ -10,7 +10,8 @@ Measures, on CIFAR-10-shaped data (3x32x32, 10 classes) at IPC 16:
 * fast: a pool of random networks with precomputed per-class real means, so an
   iteration only embeds the synthetic set; with channels_last, bf16 autocast and
   torch.compile toggled one at a time;
-* the overhead of each quantizer (4 bits) on top of unquantized fast DM;
+* the overhead of each quantizer (4 bits) on top of unquantized fast DM, and on top of
+  the plain loop at the device's default numerics (the default loop on a GPU);
 * the fidelity of bf16: cosine between bf16 and fp32 gradients w.r.t. the samples.
 
 Every timed iteration is a full optimizer step (quantize, loss, backward, SGD update).
@@ -211,6 +212,15 @@ def main(argv: list[str] | None = None) -> None:
                  f"{qn}, 4 bits" + (", fused path" if fused else ""))
         q_rows.append((label, qt[qn], f"{100 * (qt[qn] / qt['none'] - 1):+.1f}%"))
 
+    # On a GPU the default loop is the plain one (dm.default_mode): the quantizers' share
+    # of its step, at the device's default numerics (bf16 where native, channels_last on
+    # CUDA, eager), timed the same way.
+    plain_default, _ = objective(mode="plain")
+    psteps = {q: _Stepper(plain_default, q, syn0) for q in qnames}
+    pt = _time_interleaved(psteps, args.plain_iters)
+    p_rows = [("none (unquantized)" if q == "none" else f"{q}, 4 bits", pt[q],
+               f"{100 * (pt[q] / pt['none'] - 1):+.1f}%") for q in qnames]
+
     # Precompute cost without the one-off compile: build the same pool again (the compile
     # caches live on the code objects, so the second build reuses them).
     best_kw = dict(variants)[best_name]
@@ -242,6 +252,12 @@ def main(argv: list[str] | None = None) -> None:
     print("|---|---:|---:|")
     for name, t, s in q_rows:
         print(f"| {name} | {t:.4f} | {s} |")
+    print(f"\nQuantization overhead on the plain loop at this device's default numerics "
+          f"(the default loop on a GPU; interleaved, best of {args.plain_iters}):\n")
+    print("| quantizer | s / iteration | overhead |")
+    print("|---|---:|---:|")
+    for name, t, s in p_rows:
+        print(f"| {name} | {t:.4f} | {s} |")
     print("\n- grad cosine: min over 3 pool entries of the cosine between the DM gradient "
           "w.r.t. the samples and the fp32 NCHW one (same networks, augmentations, reals)")
     print(f"- pool precompute for `{best_name}`: {prep:.1f} s "
@@ -249,6 +265,15 @@ def main(argv: list[str] | None = None) -> None:
           f"pool on this device for 1000 iterations ({pool_default} x {real_default} x 10 "
           f"classes) costs ~{per_img * pool_default * real_default * 10:.0f} s once, i.e. "
           f"~{per_img * pool_default * real_default * 10 / t_plain:.0f} plain iterations")
+    # End to end, the set-up counts: spread over a 1000-iteration run, next to the pool
+    # that reuses nothing and holds the plain batch (the plain loop's own computation).
+    t_fast = best_t[best_name]
+    for label, (p_n, r_n) in (("the default pool", (pool_default, real_default)),
+                              ("the plain loop's own draws", (1000, 256))):
+        per_it = per_img * p_n * r_n * NUM_CLASSES / 1000 + t_fast
+        print(f"- end to end over 1000 iterations with {label} ({p_n} x {r_n}): "
+              f"{per_it:.3f} s / iteration (set-up spread over the run + `{best_name}`), "
+              f"{t_plain / per_it:.1f}x the plain loop's speed")
 
 
 def _cpu_name() -> str:

@@ -118,10 +118,12 @@ def _errors() -> tuple[type[BaseException], ...]:
               help="Continue from the checkpoint if it exists (same settings required).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
               show_default=True)
-@click.option("--dm-mode", type=click.Choice(["fast", "plain"]), default="fast",
+@click.option("--dm-mode", type=click.Choice(["auto", "fast", "plain"]), default="auto",
               show_default=True,
               help="fast: pool of random networks with precomputed real embeddings; "
-              "plain: the reference loop (a fresh network and real batch every iteration).")
+              "plain: the reference loop (a fresh network and real batch every iteration); "
+              "auto: plain on a GPU (where it costs what a pool that reuses nothing costs, "
+              "and gives the same samples) unless a --pool-* option is given, else fast.")
 @click.option("--pool-size", type=click.IntRange(min=1), default=None,
               help="Random networks (each with its own DSA draws) in the fast-mode pool. "
               "A pool smaller than --iterations is reused, and reuse costs accuracy at "
@@ -225,9 +227,9 @@ def distill_command(
         click.echo(json.dumps(asdict(res)))
     else:
         # The default pool depends on the device and --iterations: say which was used.
-        pool = ("" if res.pool_size is None else
-                f" (DM pool {res.pool_size} x {res.real_per_class} real/class, set up in "
-                f"{res.prepare_seconds:.0f} s)")
+        pool = (f" (DM pool {res.pool_size} x {res.real_per_class} real/class, set up in "
+                f"{res.prepare_seconds:.0f} s)" if res.pool_size is not None else
+                " (plain DM loop)" if res.dm_mode == "plain" else "")
         click.echo(
             f"wrote {res.path}: {res.n} samples ({res.ipc}/class) at {res.bits} bits, "
             f"{res.file_bytes} of {res.budget_bytes} bytes; {res.iterations} iterations"

@@ -36,7 +36,7 @@ from quadd_codec.layout import stored_shape as codec_stored_shape
 
 from .devices import resolve_device
 from .methods import make_objective
-from .methods.dm import default_pool
+from .methods.dm import default_mode, default_pool
 from .quantizers import GROUPS, QUANTIZERS, make_quantizer, quantizer_optimizer
 from .synthetic import SyntheticSet
 
@@ -103,7 +103,9 @@ class DistillConfig:
     resume: bool = False
     data_dir: str | None = None
     # --- objective speed/fidelity switches (DM) ---
-    dm_mode: str = "fast"  # fast (network pool, precomputed real means) | plain (reference)
+    # fast (network pool, precomputed real means) | plain (reference) | auto: plain on a
+    # GPU unless a pool setting is given, fast elsewhere (methods.dm.default_mode)
+    dm_mode: str = "auto"
     # fast DM: None sizes the pool for the device and --iterations (default_pool)
     pool_size: int | None = None
     real_per_class: int | None = None
@@ -191,7 +193,9 @@ class DistillResult:
     it_per_s: float
     final_loss: float
     resumed_from: int = 0
-    # Fast DM's pool as built (entries, real images per class); None without one.
+    # The DM loop that ran ("fast" or "plain"; None for other methods), and the fast
+    # loop's pool as built (entries, real images per class; None without one).
+    dm_mode: str | None = None
     pool_size: int | None = None
     real_per_class: int | None = None
 
@@ -316,7 +320,7 @@ def _atomic_torch_save(obj: Any, path: str) -> None:
 
 def _fingerprint(config: DistillConfig) -> dict[str, Any]:
     fp = {k: v for k, v in asdict(config).items() if k not in _RESUMABLE_FIELDS}
-    if config.method != "dm" or config.dm_mode != "fast":
+    if config.method != "dm" or config.dm_mode == "plain":
         del fp["pool_order"]  # only the fast loop draws from a pool
     return fp
 
@@ -330,7 +334,7 @@ def _saved_fingerprint(saved: dict[str, Any]) -> dict[str, Any]:
         if saved.get("method", "dm") == "dm" and saved.get("dm_mode", "fast") == "fast":
             then["pool_order"] = "random"
         else:
-            del then["pool_order"]
+            then.pop("pool_order", None)
     return then
 
 
@@ -410,6 +414,12 @@ def distill(
         state = torch.load(ckpt_path, map_location=device, weights_only=False)
         if state.get("version") != _CKPT_VERSION:
             raise ValueError(f"checkpoint {ckpt_path} has an unsupported version")
+    if config.method == "dm" and config.dm_mode == "auto":
+        # A resumed run keeps the loop it started with, whatever the device now.
+        mode = (state["fingerprint"].get("dm_mode", "fast") if state is not None else
+                default_mode(device, config.pool_size, config.real_per_class,
+                             config.pool_train_steps, config.pool_order))
+        config = replace(config, dm_mode=mode)
     if config.method == "dm" and None in (config.pool_size, config.real_per_class):
         # The defaults depend on the device and the run's length, so a run resumes on the
         # pool it was started with (even with more iterations, or before the defaults
@@ -613,6 +623,7 @@ def distill(
         it_per_s=done / seconds if seconds > 0 and done else 0.0,
         final_loss=last_loss,
         resumed_from=start_it,
+        **({"dm_mode": config.dm_mode} if config.method == "dm" else {}),
         **({"pool_size": config.pool_size, "real_per_class": config.real_per_class}
            if config.method == "dm" and config.dm_mode == "fast" else {}),
     )

@@ -180,6 +180,14 @@ def test_an_unreused_pool_of_the_plain_batch_is_the_plain_loop(tmp_path, digits,
     distill(_cfg(dm_mode="plain", batch_real=24, checkpoint_path=str(ckpt), resume=True,
                  **common), digits, resumed, progress=False)
     assert QddFile(resumed).read_all().tobytes() == QddFile(plain).read_all().tobytes()
+    # A run of the automatic loop resumes on the loop it started with (a GPU's plain
+    # loop, say, when the checkpoint moves to a CPU).
+    again = tmp_path / "again.qdd"
+    res = distill(_cfg(dm_mode="auto", batch_real=24, checkpoint_path=str(ckpt),
+                       resume=True, pool_size=None, real_per_class=None, **common),
+                  digits, again, progress=False)
+    assert (res.dm_mode, res.pool_size, res.resumed_from) == ("plain", None, 3)
+    assert QddFile(again).read_all().tobytes() == QddFile(plain).read_all().tobytes()
     # A pool reused, or of other real batches, is another computation.
     other = tmp_path / "other.qdd"
     distill(_cfg(pool_size=3, real_per_class=24, **common), digits, other, progress=False)
@@ -212,7 +220,7 @@ def test_cli_distill_and_subset(tmp_path):
     assert res.exit_code == 0, res.output
     assert '"file_bytes"' in res.stdout and out.stat().st_size <= 4096
     row = json.loads(res.stdout)
-    assert (row["pool_size"], row["real_per_class"]) == (1, 16)
+    assert (row["dm_mode"], row["pool_size"], row["real_per_class"]) == ("fast", 1, 16)
     # The default pool depends on the device and --iterations, so the summary names it.
     res = runner.invoke(_cli(), ["distill", "--budget", "4KiB", "--bits", "2", "-n", "8",
                                  "--ipc", "2", "--device", "cpu", "-o", str(out)])
@@ -221,6 +229,7 @@ def test_cli_distill_and_subset(tmp_path):
     res = runner.invoke(_cli(), ["distill", "--budget", "4KiB", "--bits", "2", "-n", "1",
                                  "--ipc", "2", "--dm-mode", "plain", "-o", str(out)])
     assert res.exit_code == 0 and "DM pool" not in res.stdout
+    assert "1 iterations (plain DM loop)" in res.stdout
     res = runner.invoke(_cli(), ["subset", "--budget", "4KiB", "--bits", "3", "-o",
                                  str(tmp_path / "s.qdd")])
     assert res.exit_code == 0 and "samples" in res.stdout

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from cli.main import main
 from quadd_train.distill import DistillConfig, distill
 from quadd_train.methods import dm
-from quadd_train.methods.dm import DMObjective, default_pool
+from quadd_train.methods.dm import DMObjective, default_mode, default_pool
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -91,6 +91,28 @@ def test_pool_training_needs_the_fast_mode(tmp_path):
     assert res.exit_code != 0
     assert "fast DM mode" in res.output and "Traceback" not in res.output
     assert not (tmp_path / "x.qdd").exists()
+
+
+def test_the_automatic_loop_is_plain_on_a_gpu_unless_a_pool_is_asked_for(digits):
+    cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)
+    assert default_mode(gpu) == "plain" and default_mode("cuda") == "plain"
+    assert default_mode(cpu) == "fast" and default_mode(cpu, pool_size=4) == "fast"
+    for ask in (dict(pool_size=512), dict(real_per_class=64), dict(pool_train_steps=5),
+                dict(pool_order="random")):
+        assert default_mode(gpu, **ask) == "fast", ask
+    obj = DMObjective(pool_size=2, real_per_class=4)
+    assert obj.cfg.mode == "auto"
+    obj.prepare(_real(digits), digits.y_train, 10, 1, torch.device("cpu"), seed=0)
+    assert obj.mode == "fast" and obj.state_dict()["cfg"]["mode"] == "fast"
+    # Restored, it keeps the loop the state was made by.
+    plain = DMObjective(mode="plain")
+    plain.prepare(_real(digits), digits.y_train, 10, 1, torch.device("cpu"), seed=0)
+    again = DMObjective()
+    again.load_state_dict(plain.state_dict())
+    again.prepare(_real(digits), digits.y_train, 10, 1, torch.device("cpu"), seed=0)
+    assert again.mode == "plain" and again._pool_means is None
+    with pytest.raises(ValueError, match="DM mode"):
+        DMObjective(mode="fastest")
 
 
 def test_the_default_pool_depends_on_the_device_and_run_length():

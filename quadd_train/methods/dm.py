@@ -56,9 +56,10 @@ from ..devices import to_device
 from ..networks import ConvNet
 from . import Objective
 
-__all__ = ["POOL_ORDERS", "DMConfig", "DMObjective", "default_pool"]
+__all__ = ["DM_MODES", "POOL_ORDERS", "DMConfig", "DMObjective", "default_mode", "default_pool"]
 
 POOL_ORDERS = ("shuffle", "random")
+DM_MODES = ("auto", "fast", "plain")
 
 # The default pool (see default_pool): on a GPU one entry of 256 real images per class
 # per iteration; on a CPU one entry of 128 per CPU_ITERATIONS_PER_ENTRY iterations.
@@ -76,7 +77,8 @@ CPU_RESIDENT_NET_BYTES = 1 << 30
 class DMConfig:
     """DM knobs. Every speed trick is a flag so it can be ablated."""
 
-    mode: str = "fast"  # "fast" (precomputed network pool) | "plain" (reference loop)
+    # "fast" (precomputed network pool) | "plain" (reference loop) | "auto" (default_mode)
+    mode: str = "auto"
     # fast: pool entries (random network + per-class DSA seeds) and the real images
     # behind each per-class mean (the reference uses 256 per iteration). None: the
     # defaults for the device and run length (default_pool).
@@ -119,8 +121,8 @@ class DMObjective(Objective):
         if unknown:
             raise ValueError(f"unknown DM option(s): {sorted(unknown)}")
         self.cfg = DMConfig(**kwargs)
-        if self.cfg.mode not in ("fast", "plain"):
-            raise ValueError(f"DM mode must be 'fast' or 'plain', got {self.cfg.mode!r}")
+        if self.cfg.mode not in DM_MODES:
+            raise ValueError(f"DM mode must be one of {DM_MODES}, got {self.cfg.mode!r}")
         if self.cfg.pool_order not in POOL_ORDERS:
             raise ValueError(f"pool_order must be one of {POOL_ORDERS}, "
                              f"got {self.cfg.pool_order!r}")
@@ -134,7 +136,7 @@ class DMObjective(Objective):
             raise ValueError("pool_train_steps must be >= 0")
         if self.cfg.pool_train_batch < 1:
             raise ValueError("pool_train_batch must be >= 1")
-        if self.cfg.pool_train_steps and self.cfg.mode != "fast":
+        if self.cfg.pool_train_steps and self.cfg.mode == "plain":
             raise ValueError("pool_train_steps needs the fast DM mode (a network pool)")
         self._pool_means: Tensor | None = None  # (P, K, F) float32
         self._pool_seeds: np.ndarray | None = None  # (P, K) DSA seeds
@@ -151,6 +153,8 @@ class DMObjective(Objective):
         self._compiled: dict[str, Any] = {}
         self.bf16 = bool(self.cfg.bf16)
         self.channels_last = bool(self.cfg.channels_last)
+        self.mode = self.cfg.mode  # "auto" resolves in prepare, for the device
+        self._saved_mode: str | None = None  # the mode of a restored state
 
     # ------------------------------------------------------------------ set-up
     def _new_net(self) -> ConvNet:
@@ -228,6 +232,12 @@ class DMObjective(Objective):
         self.y_real = torch.as_tensor(y_np, dtype=torch.long)
         self.class_idx = [np.flatnonzero(y_np == c) for c in range(self.num_classes)]
         self.bf16 = _native_bf16(self.device) if self.cfg.bf16 is None else self.cfg.bf16
+        if self.cfg.mode != "auto":
+            self.mode = self.cfg.mode
+        else:  # a resumed run keeps its loop
+            self.mode = self._saved_mode or default_mode(
+                self.device, self.cfg.pool_size, self.cfg.real_per_class,
+                self.cfg.pool_train_steps, self.cfg.pool_order)
         if self._net_seeds is not None:  # restored from a checkpoint
             self.pool_size = len(self._net_seeds)
             self.real_per_class = int(self._saved_real or self.cfg.real_per_class or 256)
@@ -244,7 +254,7 @@ class DMObjective(Objective):
                 "real": torch.compile(_embed_real, dynamic=None),
             }
         self._seed = int(seed)
-        if self.cfg.mode == "fast":
+        if self.mode == "fast":
             self._build_pool(progress)
 
     def _entry(self, p: int) -> tuple[int, np.ndarray, np.random.Generator]:
@@ -383,7 +393,7 @@ class DMObjective(Objective):
 
     # ------------------------------------------------------------------ loss
     def loss(self, syn: Tensor, labels: Tensor, rng: np.random.Generator) -> Tensor:
-        if self.cfg.mode == "fast":
+        if self.mode == "fast":
             return self._loss_fast(syn, rng)
         return self._loss_plain(syn, rng)
 
@@ -433,11 +443,11 @@ class DMObjective(Objective):
 
     # ------------------------------------------------------------------ checkpoint
     def state_dict(self) -> dict[str, Any]:
-        if self.cfg.mode != "fast" or self._pool_means is None:
-            return {"cfg": asdict(self.cfg), "step": self._step}
+        if self.mode != "fast" or self._pool_means is None:
+            return {"cfg": {**asdict(self.cfg), "mode": self.mode}, "step": self._step}
         state = {
             # What was built, not the request: None resolves per device and run length.
-            "cfg": {**asdict(self.cfg), "pool_size": self.pool_size,
+            "cfg": {**asdict(self.cfg), "mode": self.mode, "pool_size": self.pool_size,
                     "real_per_class": self.real_per_class},
             "pool_means": self._pool_means.cpu(),
             "pool_seeds": self._pool_seeds,
@@ -453,6 +463,8 @@ class DMObjective(Objective):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._step = int(state.get("step", 0))
         saved, mine = state.get("cfg", {}), asdict(self.cfg)
+        if mine["mode"] == "auto" and saved.get("mode") in ("fast", "plain"):
+            mine["mode"] = self._saved_mode = saved["mode"]
         # What was not asked for, the saved pool's will do (before real_per_class could
         # be None, it was always saved as a number).
         if mine["pool_size"] is None:
@@ -498,6 +510,29 @@ def _resident(x: Tensor, device: torch.device) -> Tensor:
         return x
     free, _total = torch.cuda.mem_get_info(device)
     return x.to(device) if x.numel() * x.element_size() < free // 4 else x
+
+
+def default_mode(
+    device: torch.device | str,
+    pool_size: int | None = None,
+    real_per_class: int | None = None,
+    pool_train_steps: int = 0,
+    pool_order: str = "shuffle",
+) -> str:
+    """The DM loop ``mode="auto"`` runs: ``"plain"`` on a GPU unless a pool setting asks
+    for the fast loop, ``"fast"`` elsewhere.
+
+    On a GPU the default pool would reuse nothing and hold the plain loop's real batches,
+    which computes exactly what the plain loop computes (see the module docstring) with
+    the same real embeddings, only up front, its means held in memory and checkpoints
+    (one entry per iteration, classes x 2048 floats each). The plain loop does the same
+    work without that wait or memory. On a CPU the real embeddings are the cost, so the
+    fast loop with a smaller pool (``default_pool``) is the default there."""
+    if torch.device(device).type != "cuda":
+        return "fast"
+    asks_pool = (pool_size is not None or real_per_class is not None
+                 or pool_train_steps > 0 or pool_order != "shuffle")
+    return "fast" if asks_pool else "plain"
 
 
 def default_pool(
