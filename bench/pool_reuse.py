@@ -100,7 +100,7 @@ def _job(args: dict[str, Any], variant: str, seed: int) -> dict[str, Any]:
 def _key(r: dict[str, Any]) -> tuple:
     return (r["variant"], r["seed"], r["dataset"], r["ipc"], r["iterations"],
             r["real_per_class"], r["eval_epochs"], r["eval_runs"],
-            r.get("quantizer", "none"), r.get("bits", 32))
+            r.get("quantizer", "none"), r.get("bits", 32), r.get("compile", False))
 
 
 def run(args: argparse.Namespace) -> None:

@@ -122,8 +122,9 @@ def _errors() -> tuple[type[BaseException], ...]:
               show_default=True,
               help="fast: pool of random networks with precomputed real embeddings; "
               "plain: the reference loop (a fresh network and real batch every iteration); "
-              "auto: plain on a GPU (where it costs what a pool that reuses nothing costs, "
-              "and gives the same samples) unless a --pool-* option is given, else fast.")
+              "auto: plain on a GPU (a pool that reuses nothing computes the same samples "
+              "there at the same cost) unless --pool-size, --real-per-class, "
+              "--pool-train-steps or --pool-order random asks for a pool; fast elsewhere.")
 @click.option("--pool-size", type=click.IntRange(min=1), default=None,
               help="Random networks (each with its own DSA draws) in the fast-mode pool. "
               "A pool smaller than --iterations is reused, and reuse costs accuracy at "
@@ -135,9 +136,10 @@ def _errors() -> tuple[type[BaseException], ...]:
               "[default: 128 with the CPU's default pool, else 256]")
 @click.option("--pool-order", type=click.Choice(["shuffle", "random"]), default="shuffle",
               show_default=True,
-              help="Fast mode: draw the pool's entries in shuffled passes (each once per "
-              "pass; with a pool of at least --iterations none is reused) or independently "
-              "at random (with replacement).")
+              help="Fast mode: draw the pool's entries in passes (each once per pass; the "
+              "first pass of an untrained pool in index order, later ones shuffled; with a "
+              "pool of at least --iterations none is reused) or independently at random "
+              "(with replacement).")
 @click.option("--pool-train-steps", type=click.IntRange(min=0), default=0, show_default=True,
               help="Fast mode: train the pool's networks on real batches first, network p "
               "for p/(pool size - 1) of this many SGD steps, so the pool spans random to "

@@ -322,6 +322,8 @@ def _fingerprint(config: DistillConfig) -> dict[str, Any]:
     fp = {k: v for k, v in asdict(config).items() if k not in _RESUMABLE_FIELDS}
     if config.method != "dm" or config.dm_mode == "plain":
         del fp["pool_order"]  # only the fast loop draws from a pool
+    if config.method != "dm":
+        del fp["dm_mode"]  # a DM knob
     return fp
 
 
@@ -335,6 +337,8 @@ def _saved_fingerprint(saved: dict[str, Any]) -> dict[str, Any]:
             then["pool_order"] = "random"
         else:
             then.pop("pool_order", None)
+    if then.get("method", "dm") != "dm":
+        then.pop("dm_mode", None)
     return then
 
 
@@ -436,6 +440,24 @@ def distill(
             pool, real = default_pool(device, config.iterations, config.pool_size,
                                       config.real_per_class)
             config = replace(config, pool_size=pool, real_per_class=real)
+    if state is not None:
+        # A setting added since the checkpoint was written counts at its value then.
+        # Checked before anything is built, so a mismatch is named as one (an objective
+        # would otherwise reject the mixed settings in its own words).
+        then = _saved_fingerprint(state["fingerprint"])
+        now = _fingerprint(config)
+        if then != now:
+            diff = sorted(k for k in set(then) | set(now) if then.get(k) != now.get(k))
+            raise ValueError(
+                f"checkpoint {ckpt_path} was made with different settings ({', '.join(diff)})"
+            )
+        if int(state["iteration"]) > config.iterations:
+            # Writing that later state as an N-iteration file would mislabel it.
+            raise ValueError(
+                f"checkpoint {ckpt_path} is at iteration {int(state['iteration'])}, past "
+                f"--iterations {config.iterations}; raise --iterations or start without "
+                "--resume"
+            )
     # Fail before hours of optimization, not when writing the result.
     for path in {out_path, ckpt_path} if config.checkpoint_every else {out_path}:
         _check_dir(path)
@@ -478,21 +500,6 @@ def distill(
 
         start_it = 0
         if state is not None:
-            # A setting added since the checkpoint was written counts at its value then.
-            then = _saved_fingerprint(state["fingerprint"])
-            now = _fingerprint(config)
-            if then != now:
-                diff = sorted(k for k in set(then) | set(now) if then.get(k) != now.get(k))
-                raise ValueError(
-                    f"checkpoint {ckpt_path} was made with different settings ({', '.join(diff)})"
-                )
-            if int(state["iteration"]) > config.iterations:
-                # Writing that later state as an N-iteration file would mislabel it.
-                raise ValueError(
-                    f"checkpoint {ckpt_path} is at iteration {int(state['iteration'])}, past "
-                    f"--iterations {config.iterations}; raise --iterations or start without "
-                    "--resume"
-                )
             objective.load_state_dict(state["objective"])
 
         t0 = time.perf_counter()

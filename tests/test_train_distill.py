@@ -187,6 +187,11 @@ def test_an_unreused_pool_of_the_plain_batch_is_the_plain_loop(tmp_path, digits,
                        resume=True, pool_size=None, real_per_class=None, **common),
                   digits, again, progress=False)
     assert (res.dm_mode, res.pool_size, res.resumed_from) == ("plain", None, 3)
+    # Asking that resumed run for a trained pool is a change of settings, and says so.
+    with pytest.raises(ValueError, match=r"different settings \(pool_train_steps\)"):
+        distill(_cfg(dm_mode="auto", batch_real=24, checkpoint_path=str(ckpt), resume=True,
+                     pool_size=None, real_per_class=None, pool_train_steps=2, **common),
+                digits, tmp_path / "x.qdd", progress=False)
     assert QddFile(again).read_all().tobytes() == QddFile(plain).read_all().tobytes()
     # A pool reused, or of other real batches, is another computation.
     other = tmp_path / "other.qdd"

@@ -7,29 +7,30 @@ class's synthetic images, both augmented by DSA with the *same* seed; the loss i
 ``lr_img = 1.0`` updates the images.
 
 ``mode="plain"`` runs exactly that. It spends almost all its time embedding real images
-that do not depend on the synthetic set, so ``mode="fast"`` (the default) precomputes
-them: a pool of ``pool_size`` random networks, each with its own per-class DSA seeds, and
-for every (network, class) the mean real embedding over ``real_per_class`` images under
-that class's transform. Because a seeded DSA call applies *one* transform to the whole
-batch, that mean estimates the same expectation as the reference's 256 images. Each
-iteration then draws a pool entry and only pushes the synthetic images through its
-network. The approximation is the finite pool: ``pool_size`` networks instead of a fresh
-one per iteration.
+that do not depend on the synthetic set, so ``mode="fast"`` precomputes them (``"auto"``,
+the default, picks a mode per device: ``default_mode``). The fast loop holds a pool of
+``pool_size`` random networks, each with its own per-class DSA seeds, and for every
+(network, class) the mean real embedding over ``real_per_class`` images under that
+class's transform. Because a seeded DSA call applies *one* transform to the whole batch,
+that mean estimates the same expectation as the reference's 256 images. Each iteration
+then draws a pool entry and only pushes the synthetic images through its network. The
+approximation is the finite pool: ``pool_size`` networks instead of a fresh one per
+iteration.
 
 Entry ``p`` is made by the same draw as the plain loop's iteration ``p`` (network seed,
 per-class DSA seeds, real images), from a generator of its own (``_entry``). Entries are
 drawn in passes (``pool_order="shuffle"``): every entry once before any is drawn again,
 the first pass in index order (the entries are independent draws already) and each later
 one in a fresh random order (every pass of a trained pool, which is ordered by training
-length). Reuse is then spread evenly, and with ``pool_size >=
-iterations`` no entry is drawn twice. With ``real_per_class == batch_real`` as well (256
-on a GPU, the default there) the fast loop *is* the plain loop: iteration ``t`` uses the
-network, transforms and real images of plain iteration ``t``, only with the real
-embeddings computed up front, and gives the same synthetic set bit for bit
-(``tests/test_train_distill.py``). Other pools give the same expected gradient (the loss
-is quadratic in the real mean); only its noise differs. The default pool
-(``default_pool``) is the exact one on a GPU; on a CPU, where the set-up is the cost, it
-is a quarter as many entries of 128 images.
+length). Reuse is then spread evenly, and with ``pool_size >= iterations`` no entry is
+drawn twice. With ``real_per_class == batch_real`` as well (256 on a GPU, the fast
+loop's default there up to 4096 iterations) the fast loop *is* the plain loop: iteration
+``t`` uses the network, transforms and real images of plain iteration ``t``, only with
+the real embeddings computed up front, and gives the same synthetic set bit for bit on a
+CPU (``tests/test_train_distill.py``; GPU kernels need not be deterministic). Other pools
+give the same expected gradient (the loss is quadratic in the real mean); only its noise
+differs. On a CPU, where the set-up is the cost, the default pool (``default_pool``) is
+a quarter as many entries of 128 images.
 ``pool_order="random"`` draws independently (with replacement), as the loop did until
 2026-11-29 (the GPU results of that day used it).
 
@@ -85,8 +86,9 @@ class DMConfig:
     pool_size: int | None = None
     real_per_class: int | None = None
     iterations: int | None = None  # the run's length; sizes the default pool only
-    # fast: "shuffle" (each entry once per pass, passes in fresh random orders) or
-    # "random" (independent draws with replacement).
+    # fast: "shuffle" (each entry once per pass: the first pass of an untrained pool in
+    # index order, later passes in fresh random orders) or "random" (independent draws
+    # with replacement).
     pool_order: str = "shuffle"
     batch_real: int = 256  # plain: real images per class per iteration
     dsa: bool = True
@@ -175,7 +177,10 @@ class DMObjective(Objective):
         return net
 
     def _seeded_net(self, seed: int) -> ConvNet:
-        with torch.random.fork_rng(devices=[]):
+        # manual_seed reseeds the GPU's generators too: fork them as well, so building a
+        # network (every plain iteration) leaves every random stream as it was.
+        cuda = [self.device.index or 0] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
             torch.manual_seed(int(seed))
             return self._new_net()
 
