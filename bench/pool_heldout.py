@@ -44,14 +44,11 @@ HELDOUT_SEED = 1_000_003  # far from the run seeds, so no held-out entry is a po
 def _variant(v: str) -> dict[str, Any]:
     if v == "plain":
         return {"mode": "plain"}
-    body, mirror = (v[:-1], True) if v.endswith("m") else (v, False)
-    pool, _, real = body.partition("x")
+    pool, _, real = v.partition("x")
     if not (pool.isdigit() and real.isdigit() and int(pool) > 0 and int(real) > 0):
         raise argparse.ArgumentTypeError(f"variant {v!r}: expected plain or POOLxREAL, "
-                                         "e.g. 200x32, with a trailing m to mirror "
-                                         "every second pass (pool_mirror)")
-    return {"mode": "fast", "pool_size": int(pool), "real_per_class": int(real),
-            "pool_mirror": mirror}
+                                         "e.g. 200x32")
+    return {"mode": "fast", "pool_size": int(pool), "real_per_class": int(real)}
 
 
 def _heldout(args: argparse.Namespace, x_real: Any, y_real: Any, k: int, ipc: int) -> Any:

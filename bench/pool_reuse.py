@@ -53,16 +53,12 @@ def _variant(v: str) -> dict[str, Any]:
     if v == "plain":
         return {"dm_mode": "plain"}
     order, _, rest = v.partition(":")
-    mirror = rest.endswith("m")
-    size, _, real = rest.removesuffix("m").partition("x")
+    size, _, real = rest.partition("x")
     if (order not in ("shuffle", "random") or not size.isdigit() or int(size) < 1
             or (real and (not real.isdigit() or int(real) < 1))):
         raise argparse.ArgumentTypeError(f"variant {v!r}: expected plain, ORDER:POOL or "
-                                         "ORDER:POOLxREAL, e.g. shuffle:300 or shuffle:300x8, "
-                                         "with a trailing m to mirror every second pass")
+                                         "ORDER:POOLxREAL, e.g. shuffle:300 or shuffle:300x8")
     out: dict[str, Any] = {"dm_mode": "fast", "pool_order": order, "pool_size": int(size)}
-    if mirror:
-        out["pool_mirror"] = True
     if real:
         out["real_per_class"] = int(real)
     return out

@@ -110,7 +110,6 @@ class DistillConfig:
     pool_size: int | None = None
     real_per_class: int | None = None
     pool_order: str = "shuffle"  # fast DM: entries once per pass ("shuffle") or "random"
-    pool_mirror: bool = False  # fast DM: every second pass matches the mirrored set
     pool_train_steps: int = 0  # fast DM: train the pool's networks up to this many steps
     pool_train_batch: int = 256  # real images per pool training step
     batch_real: int = 256
@@ -165,7 +164,6 @@ class DistillConfig:
             "real_per_class": self.real_per_class,
             "iterations": self.iterations,
             "pool_order": self.pool_order,
-            "pool_mirror": self.pool_mirror,
             "pool_train_steps": self.pool_train_steps,
             "pool_train_batch": self.pool_train_batch,
             "batch_real": self.batch_real,

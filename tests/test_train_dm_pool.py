@@ -225,32 +225,3 @@ def test_pool_order_on_the_command_line(tmp_path):
     assert "'shuffle'" in res.output and not (tmp_path / "x.qdd").exists()
     with pytest.raises(ValueError, match="pool_order"):
         DistillConfig(pool_order="cyclic").validate()
-
-
-def test_mirrored_passes_show_every_second_pass_the_mirror_image(digits):
-    obj = DMObjective(pool_size=3, real_per_class=16, pool_mirror=True)
-    obj.prepare(_real(digits), digits.y_train, 10, 2, torch.device("cpu"), seed=1)
-    syn = torch.randn(20, 1, 8, 8, generator=torch.Generator().manual_seed(0))
-    rng = np.random.default_rng(2)
-    mirrored = []
-    for _ in range(9):
-        loss = float(obj.loss(syn, None, rng))
-        p = int(obj._order[obj._cursor - 1])
-        straight = float(obj.entry_loss(syn, p))
-        flipped = float(obj.entry_loss(torch.flip(syn, dims=[-1]), p))
-        assert flipped != straight  # digits are not mirror-symmetric
-        assert loss in (straight, flipped)
-        assert float(obj.entry_loss(syn, p, mirror=True)) == flipped
-        mirrored.append(loss == flipped)
-    # The first pass is the plain loop's draws; then the orientation alternates by pass.
-    assert mirrored == [False] * 3 + [True] * 3 + [False] * 3
-    # Where in the alternation a run is survives a checkpoint.
-    state = obj.state_dict()
-    again = DMObjective(pool_size=3, real_per_class=16, pool_mirror=True)
-    again.load_state_dict(state)
-    assert again._passes == 3
-    # Without the switch, repeats are not mirrored.
-    plain = DMObjective(pool_size=3, real_per_class=16)
-    plain.load_state_dict(state)
-    plain.prepare(_real(digits), digits.y_train, 10, 2, torch.device("cpu"), seed=1)
-    assert not any(plain._mirrored(rng) for _ in range(4))

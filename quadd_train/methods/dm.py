@@ -90,11 +90,6 @@ class DMConfig:
     # index order, later passes in fresh random orders) or "random" (independent draws
     # with replacement).
     pool_order: str = "shuffle"
-    # fast: every other pass through the pool shows its networks the synthetic images
-    # mirrored (left-right). Natural images are mirror-symmetric as a distribution (DSA
-    # itself flips), so an entry's real mean still holds for the mirrored set, and a
-    # reused entry becomes a new match: (network, transform o flip) instead of a repeat.
-    pool_mirror: bool = False
     batch_real: int = 256  # plain: real images per class per iteration
     dsa: bool = True
     dsa_strategy: str = DEFAULT_STRATEGY
@@ -155,7 +150,6 @@ class DMObjective(Objective):
         # so a resumed run draws what the uninterrupted one would have).
         self._order: np.ndarray | None = None
         self._cursor = 0
-        self._passes = 0  # shuffle: passes begun (checkpointed; pool_mirror mirrors even ones)
         self._step = 0  # plain: iterations drawn so far (checkpointed)
         self._seed = 0
         self._compiled: dict[str, Any] = {}
@@ -409,25 +403,11 @@ class DMObjective(Objective):
         return self._loss_plain(syn, rng)
 
     def _loss_fast(self, syn: Tensor, rng: np.random.Generator) -> Tensor:
-        p = self._draw(rng)
-        return self.entry_loss(syn, p, mirror=self._mirrored(rng))
+        return self.entry_loss(syn, self._draw(rng))
 
-    def _mirrored(self, rng: np.random.Generator) -> bool:
-        """Whether this iteration's entry sees the synthetic set mirrored: on every
-        second pass (the first, the plain loop's draws, is not), or by a coin flip when
-        entries are drawn at random."""
-        if not self.cfg.pool_mirror:
-            return False
-        if self.cfg.pool_order == "random":
-            return bool(rng.integers(2))
-        return self._passes % 2 == 0
-
-    def entry_loss(self, syn: Tensor, p: int, mirror: bool = False) -> Tensor:
-        """The DM loss of ``syn`` (class-major, ``ipc`` per class) under pool entry ``p``,
-        the synthetic images mirrored left-right when ``mirror``."""
+    def entry_loss(self, syn: Tensor, p: int) -> Tensor:
+        """The DM loss of ``syn`` (class-major, ``ipc`` per class) under pool entry ``p``."""
         assert self._pool_means is not None and self._pool_seeds is not None
-        if mirror:
-            syn = torch.flip(syn, dims=[-1])
         return self._match(syn, self._net(p), self._pool_seeds[p], self._pool_means[p])
 
     def _match(self, syn: Tensor, net: ConvNet, dsa_seeds: np.ndarray, real_means: Tensor
@@ -453,7 +433,6 @@ class DMObjective(Objective):
             first = self._order is None and not self.cfg.pool_train_steps
             self._order = np.arange(n) if first else rng.permutation(n)
             self._cursor = 0
-            self._passes += 1
         p = int(self._order[self._cursor])
         self._cursor += 1
         return p
@@ -480,8 +459,7 @@ class DMObjective(Objective):
             "net_seeds": self._net_seeds,
         }
         if self._order is not None:
-            state["pool_order"] = {"order": self._order, "cursor": self._cursor,
-                                   "passes": self._passes}
+            state["pool_order"] = {"order": self._order, "cursor": self._cursor}
         if self._net_states is not None:
             # Retraining on resume would cost the whole pool training again.
             state["net_states"] = self._net_states
@@ -510,16 +488,13 @@ class DMObjective(Objective):
             if order is not None and self.cfg.pool_order == "shuffle":
                 self._order = np.asarray(order["order"])
                 self._cursor = int(order["cursor"])
-                # absent: from before mirroring; the pass count then matters no more
-                # than its parity, and a run that mirrors saves it.
-                self._passes = int(order.get("passes", 1))
 
 
 def _pool_key(cfg: dict[str, Any]) -> dict[str, Any]:
     # Execution-only switches do not change what the pool holds. A knob the checkpoint
     # predates had its default then, so its pool stays valid.
     full = {**asdict(DMConfig()), **cfg}
-    skip = {"compile", "embed_chunk", "batch_real", "pool_order", "iterations", "pool_mirror"}
+    skip = {"compile", "embed_chunk", "batch_real", "pool_order", "iterations"}
     if not full["pool_train_steps"]:
         skip |= {"pool_train_lr", "pool_train_batch"}  # nothing was trained with them
     return {k: v for k, v in full.items() if k not in skip}
