@@ -225,3 +225,36 @@ def test_pool_order_on_the_command_line(tmp_path):
     assert "'shuffle'" in res.output and not (tmp_path / "x.qdd").exists()
     with pytest.raises(ValueError, match="pool_order"):
         DistillConfig(pool_order="cyclic").validate()
+
+
+@pytest.mark.parametrize("mode", ["fast", "plain"])
+def test_a_large_synthetic_set_is_embedded_in_pieces_with_the_same_loss_and_gradient(
+        digits, mode):
+    # 7 images per piece cut through classes of 5; each piece's activations are
+    # recomputed in the backward pass instead of kept, and nothing else changes.
+    syn = torch.randn(50, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    results = []
+    for chunk in (None, 7):
+        obj = DMObjective(mode=mode, pool_size=2, real_per_class=16, batch_real=16,
+                          syn_chunk=chunk)
+        obj.prepare(_real(digits), digits.y_train, 10, 5, torch.device("cpu"), seed=1)
+        assert obj._syn_chunk == (7 if chunk else obj._syn_chunk)
+        x = syn.clone().requires_grad_(True)
+        loss = obj.loss(x, None, np.random.default_rng(0))
+        loss.backward()
+        results.append((loss.detach(), x.grad))
+    (whole, g_whole), (pieces, g_pieces) = results
+    torch.testing.assert_close(pieces, whole)
+    torch.testing.assert_close(g_pieces, g_whole)
+    assert g_whole.abs().sum() > 0
+    with pytest.raises(ValueError, match="syn_chunk"):
+        DMObjective(syn_chunk=0)
+
+
+def test_the_default_piece_bounds_the_kept_activations():
+    obj = DMObjective(bf16=False)
+    obj.device, obj.im_size, obj.bf16 = torch.device("cpu"), (32, 32), False
+    # 2 MiB of kept activations per 32x32 image at width 128 in fp32 (measured 2.05).
+    assert obj._syn_chunk == dm.SYN_ACTIVATION_BYTES // (2 << 20)
+    obj.bf16 = True
+    assert obj._syn_chunk == dm.SYN_ACTIVATION_BYTES // (1 << 20)

@@ -72,6 +72,10 @@ DEFAULT_ITERATIONS = 1000  # sizes the default pool when the run's length is not
 # quarter of its free memory); a larger pool rebuilds each drawn network from its seed,
 # which costs about 2 ms on a CPU (a CIFAR-10 iteration at IPC 16 takes 100s of ms).
 CPU_RESIDENT_NET_BYTES = 1 << 30
+# Activations of the synthetic images' embedding kept for one backward pass on a CPU
+# (syn_chunk=None); a larger set is embedded in checkpointed pieces, at about one more
+# forward pass of the synthetic images per iteration.
+SYN_ACTIVATION_BYTES = 2 << 30
 
 
 @dataclass
@@ -103,7 +107,13 @@ class DMConfig:
     depth: int = 3
     norm: str = "instancenorm"
     pooling: str = "avgpooling"
-    embed_chunk: int = 512  # fast: real images per embedding call while precomputing
+    embed_chunk: int = 512  # real images per embedding call (no gradient: any size works)
+    # Synthetic images per embedding call. Their activations are kept for the backward
+    # pass (about 2 MiB per 32x32 image at width 128, fp32), so a large set (thousands of
+    # 1-bit images under a large budget) is embedded in pieces whose activations are
+    # recomputed in the backward pass instead of kept. None: as many as fit in
+    # SYN_ACTIVATION_BYTES (on a GPU: a quarter of its free memory).
+    syn_chunk: int | None = None
     # fast: train pool network p for round(p * pool_train_steps / (pool_size - 1)) SGD
     # steps on real batches before its means are taken, so the pool spans random to
     # partly trained embeddings (IDM's trained-model queue, precomputed); 0 = DM's
@@ -138,6 +148,8 @@ class DMObjective(Objective):
             raise ValueError("pool_train_steps must be >= 0")
         if self.cfg.pool_train_batch < 1:
             raise ValueError("pool_train_batch must be >= 1")
+        if self.cfg.syn_chunk is not None and self.cfg.syn_chunk < 1:
+            raise ValueError("syn_chunk must be >= 1")
         if self.cfg.pool_train_steps and self.cfg.mode == "plain":
             raise ValueError("pool_train_steps needs the fast DM mode (a network pool)")
         self._pool_means: Tensor | None = None  # (P, K, F) float32
@@ -417,8 +429,43 @@ class DMObjective(Objective):
         k, ipc = self.num_classes, self.ipc
         chunks = syn.reshape(k, ipc, *syn.shape[1:])
         aug = torch.cat([self._augment(chunks[c], int(dsa_seeds[c])) for c in range(k)])
-        syn_means = self._embed(net, aug).reshape(k, ipc, -1).mean(dim=1)
+        piece = self._syn_chunk
+        if aug.shape[0] <= piece:
+            syn_means = self._embed(net, aug).reshape(k, ipc, -1).mean(dim=1)
+        else:
+            # Class sums piece by piece; each piece's activations are recomputed in the
+            # backward pass, so only one piece's are alive at a time.
+            from torch.utils.checkpoint import checkpoint, set_checkpoint_early_stop
+
+            rows = torch.arange(aug.shape[0], device=aug.device) // ipc
+            sums: Tensor | None = None
+            for start in range(0, aug.shape[0], piece):
+                # Early stopping ends a recomputation by raising an exception inside it,
+                # which _embed's fallback from torch.compile would catch.
+                with set_checkpoint_early_stop(False):
+                    emb = checkpoint(self._embed, net, aug[start : start + piece],
+                                     use_reentrant=False)
+                part = torch.zeros(k, emb.shape[1], device=emb.device, dtype=emb.dtype)
+                part = part.index_add(0, rows[start : start + piece], emb)
+                sums = part if sums is None else sums + part
+            assert sums is not None
+            syn_means = sums / ipc
         return ((real_means - syn_means) ** 2).sum()
+
+    @property
+    def _syn_chunk(self) -> int:
+        """Synthetic images per embedding call (``syn_chunk``; see DMConfig)."""
+        if self.cfg.syn_chunk is not None:
+            return self.cfg.syn_chunk
+        if self.device.type == "cuda":
+            budget = torch.cuda.mem_get_info(self.device)[0] // 4
+        else:
+            budget = SYN_ACTIVATION_BYTES
+        # Measured: about 4 kept values per pixel and channel of the first block, the
+        # widest feature map (deeper blocks are 4x and 16x smaller).
+        h, w = self.im_size
+        per_image = 4 * self.cfg.width * h * w * (2 if self.bf16 else 4)
+        return max(1, budget // per_image)
 
     def _draw(self, rng: np.random.Generator) -> int:
         """Index of the pool entry this iteration uses."""
@@ -494,7 +541,7 @@ def _pool_key(cfg: dict[str, Any]) -> dict[str, Any]:
     # Execution-only switches do not change what the pool holds. A knob the checkpoint
     # predates had its default then, so its pool stays valid.
     full = {**asdict(DMConfig()), **cfg}
-    skip = {"compile", "embed_chunk", "batch_real", "pool_order", "iterations"}
+    skip = {"compile", "embed_chunk", "syn_chunk", "batch_real", "pool_order", "iterations"}
     if not full["pool_train_steps"]:
         skip |= {"pool_train_lr", "pool_train_batch"}  # nothing was trained with them
     return {k: v for k, v in full.items() if k not in skip}
