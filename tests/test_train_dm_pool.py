@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from cli.main import main
 from quadd_train.distill import DistillConfig, distill
 from quadd_train.methods import dm
-from quadd_train.methods.dm import DMObjective, default_mode, default_pool
+from quadd_train.methods.dm import DMObjective, default_mode, default_pool, default_syn_chunk
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -227,22 +227,35 @@ def test_pool_order_on_the_command_line(tmp_path):
         DistillConfig(pool_order="cyclic").validate()
 
 
-@pytest.mark.parametrize("mode", ["fast", "plain"])
+@pytest.mark.parametrize(("mode", "compile_"), [("fast", False), ("plain", False),
+                                               ("fast", True)])
 def test_a_large_synthetic_set_is_embedded_in_pieces_with_the_same_loss_and_gradient(
-        digits, mode):
-    # 7 images per piece cut through classes of 5; each piece's activations are
-    # recomputed in the backward pass instead of kept, and nothing else changes.
+        digits, mode, compile_, monkeypatch):
+    # 50 images in 8 even pieces of at most 7 cut through classes of 5; each piece's
+    # activations are recomputed in the backward pass instead of kept, and nothing else
+    # changes.
+    import torch.utils.checkpoint as ckpt
+
+    calls = []
+    real_checkpoint = ckpt.checkpoint
+
+    def counting(fn, *args, **kwargs):
+        calls.append(args[1].shape[0])
+        return real_checkpoint(fn, *args, **kwargs)
+
+    monkeypatch.setattr(ckpt, "checkpoint", counting)
     syn = torch.randn(50, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     results = []
     for chunk in (None, 7):
         obj = DMObjective(mode=mode, pool_size=2, real_per_class=16, batch_real=16,
-                          syn_chunk=chunk)
+                          syn_chunk=chunk, bf16=False, compile=compile_)
         obj.prepare(_real(digits), digits.y_train, 10, 5, torch.device("cpu"), seed=1)
-        assert obj._syn_chunk == (7 if chunk else obj._syn_chunk)
+        assert obj.syn_chunk == 7 if chunk else obj.syn_chunk >= 50  # all 50 in one
         x = syn.clone().requires_grad_(True)
         loss = obj.loss(x, None, np.random.default_rng(0))
         loss.backward()
         results.append((loss.detach(), x.grad))
+    assert sorted(calls) == [6] * 6 + [7] * 2
     (whole, g_whole), (pieces, g_pieces) = results
     torch.testing.assert_close(pieces, whole)
     torch.testing.assert_close(g_pieces, g_whole)
@@ -252,9 +265,15 @@ def test_a_large_synthetic_set_is_embedded_in_pieces_with_the_same_loss_and_grad
 
 
 def test_the_default_piece_bounds_the_kept_activations():
-    obj = DMObjective(bf16=False)
-    obj.device, obj.im_size, obj.bf16 = torch.device("cpu"), (32, 32), False
-    # 2 MiB of kept activations per 32x32 image at width 128 in fp32 (measured 2.05).
-    assert obj._syn_chunk == dm.SYN_ACTIVATION_BYTES // (2 << 20)
-    obj.bf16 = True
-    assert obj._syn_chunk == dm.SYN_ACTIVATION_BYTES // (1 << 20)
+    from quadd_train.networks import ConvNet
+
+    cpu = torch.device("cpu")
+    net = ConvNet(3, 10, (32, 32))
+    # Every layer's output, about 2.1 MiB per 32x32 image at width 128 in fp32 (2.05 MiB
+    # measured); half in bf16 on a CPU.
+    fp32 = default_syn_chunk(cpu, net, False)
+    assert 2.0 < dm.SYN_ACTIVATION_BYTES / fp32 / 2**20 < 2.2
+    assert default_syn_chunk(cpu, net, True) == 2 * fp32
+    # Without pooling every block keeps a full-size map.
+    flat = default_syn_chunk(cpu, ConvNet(3, 10, (32, 32), pooling="none"), False)
+    assert 2 * flat < fp32 < 3 * flat

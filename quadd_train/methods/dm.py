@@ -57,7 +57,8 @@ from ..devices import to_device
 from ..networks import ConvNet
 from . import Objective
 
-__all__ = ["DM_MODES", "POOL_ORDERS", "DMConfig", "DMObjective", "default_mode", "default_pool"]
+__all__ = ["DM_MODES", "POOL_ORDERS", "DMConfig", "DMObjective", "default_mode", "default_pool",
+           "default_syn_chunk"]
 
 POOL_ORDERS = ("shuffle", "random")
 DM_MODES = ("auto", "fast", "plain")
@@ -270,6 +271,9 @@ class DMObjective(Objective):
                 "syn": torch.compile(_embed_syn, dynamic=False),
                 "real": torch.compile(_embed_real, dynamic=None),
             }
+        # Once per run: a piece size that changed between iterations would recompile.
+        self.syn_chunk = self.cfg.syn_chunk or default_syn_chunk(
+            self.device, self._seeded_net(0), self.bf16)
         self._seed = int(seed)
         if self.mode == "fast":
             self._build_pool(progress)
@@ -429,43 +433,52 @@ class DMObjective(Objective):
         k, ipc = self.num_classes, self.ipc
         chunks = syn.reshape(k, ipc, *syn.shape[1:])
         aug = torch.cat([self._augment(chunks[c], int(dsa_seeds[c])) for c in range(k)])
-        piece = self._syn_chunk
-        if aug.shape[0] <= piece:
+        if aug.shape[0] <= self.syn_chunk:
             syn_means = self._embed(net, aug).reshape(k, ipc, -1).mean(dim=1)
         else:
-            # Class sums piece by piece; each piece's activations are recomputed in the
-            # backward pass, so only one piece's are alive at a time.
-            from torch.utils.checkpoint import checkpoint, set_checkpoint_early_stop
-
-            rows = torch.arange(aug.shape[0], device=aug.device) // ipc
-            sums: Tensor | None = None
-            for start in range(0, aug.shape[0], piece):
-                # Early stopping ends a recomputation by raising an exception inside it,
-                # which _embed's fallback from torch.compile would catch.
-                with set_checkpoint_early_stop(False):
-                    emb = checkpoint(self._embed, net, aug[start : start + piece],
-                                     use_reentrant=False)
-                part = torch.zeros(k, emb.shape[1], device=emb.device, dtype=emb.dtype)
-                part = part.index_add(0, rows[start : start + piece], emb)
-                sums = part if sums is None else sums + part
-            assert sums is not None
-            syn_means = sums / ipc
+            syn_means = self._embed_in_pieces(net, aug) / ipc
         return ((real_means - syn_means) ** 2).sum()
 
-    @property
-    def _syn_chunk(self) -> int:
-        """Synthetic images per embedding call (``syn_chunk``; see DMConfig)."""
-        if self.cfg.syn_chunk is not None:
-            return self.cfg.syn_chunk
-        if self.device.type == "cuda":
-            budget = torch.cuda.mem_get_info(self.device)[0] // 4
-        else:
-            budget = SYN_ACTIVATION_BYTES
-        # Measured: about 4 kept values per pixel and channel of the first block, the
-        # widest feature map (deeper blocks are 4x and 16x smaller).
-        h, w = self.im_size
-        per_image = 4 * self.cfg.width * h * w * (2 if self.bf16 else 4)
-        return max(1, budget // per_image)
+    def _embed_in_pieces(self, net: ConvNet, aug: Tensor) -> Tensor:
+        """Per-class sums ``(K, F)`` of the embeddings of ``aug`` (class-major, ``ipc``
+        per class), embedded in pieces of at most ``syn_chunk`` images whose activations
+        are recomputed in the backward pass, so only one piece's are kept at a time."""
+        from torch.utils.checkpoint import checkpoint
+
+        n = aug.shape[0]
+        pieces = -(-n // self.syn_chunk)
+        # Even pieces (n // pieces or one more images): at most two shapes to compile.
+        bounds = [i * n // pieces for i in range(pieces + 1)]
+        rows = torch.arange(n, device=aug.device) // self.ipc
+        sums = torch.zeros(self.num_classes, net.num_features, device=aug.device)
+        for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
+            x = aug[start:stop]
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            try:
+                # The recomputation must run what the forward ran: the compiled function
+                # or eager, chosen here, not by _embed's fallback, which would catch the
+                # exception that ends a recomputation early.
+                emb = checkpoint(self._piece_fn(), net, x, use_reentrant=False)
+            except Exception as exc:  # noqa: BLE001 - no compiler, unsupported op...
+                if not self._compiled:
+                    raise
+                warnings.warn(f"torch.compile failed ({type(exc).__name__}: {exc}); "
+                              "running eager", RuntimeWarning, stacklevel=2)
+                self._compiled.clear()
+                emb = checkpoint(self._piece_fn(), net, x, use_reentrant=False)
+            sums = sums.index_add(0, rows[start:stop], emb)
+        return sums
+
+    def _piece_fn(self) -> Any:
+        fn = self._compiled.get("syn") or _embed_syn
+        autocast = self._autocast
+
+        def run(net: ConvNet, x: Tensor) -> Tensor:
+            with autocast():
+                return fn(net, x).float()
+
+        return run
 
     def _draw(self, rng: np.random.Generator) -> int:
         """Index of the pool entry this iteration uses."""
@@ -562,6 +575,26 @@ def _resident(x: Tensor, device: torch.device) -> Tensor:
         return x
     free, _total = torch.cuda.mem_get_info(device)
     return x.to(device) if x.numel() * x.element_size() < free // 4 else x
+
+
+def default_syn_chunk(device: torch.device, net: ConvNet, bf16: bool) -> int:
+    """Synthetic images per embedding call whose kept activations fit
+    SYN_ACTIVATION_BYTES on a CPU, a quarter of the free memory on a GPU."""
+    if device.type == "cuda":
+        budget = torch.cuda.mem_get_info(device)[0] // 4
+    else:
+        budget = SYN_ACTIVATION_BYTES
+    # What backward keeps is about every layer's output (2.05 MiB per 32x32 image at width
+    # 128 measured, 2.1 counted). bf16 autocast halves it on a CPU; a GPU's autocast runs
+    # the norms in fp32, so there it is counted at 4 bytes.
+    values = 0
+    x = torch.zeros(1, net.channel, *net.im_size, device=next(net.parameters()).device)
+    with torch.no_grad():
+        for layer in net.features:
+            x = layer(x)
+            values += x.numel()
+    per_image = values * (2 if bf16 and device.type == "cpu" else 4)
+    return max(1, budget // per_image)
 
 
 def default_mode(
