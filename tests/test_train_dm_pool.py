@@ -277,3 +277,24 @@ def test_the_default_piece_bounds_the_kept_activations():
     # Without pooling every block keeps a full-size map.
     flat = default_syn_chunk(cpu, ConvNet(3, 10, (32, 32), pooling="none"), False)
     assert 2 * flat < fp32 < 3 * flat
+
+
+def test_pieces_fall_back_to_eager_when_the_compiled_embedding_fails(digits):
+    obj = DMObjective(pool_size=2, real_per_class=16, syn_chunk=7, bf16=False)
+    obj.prepare(_real(digits), digits.y_train, 10, 5, torch.device("cpu"), seed=1)
+    syn = torch.randn(50, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    x = syn.clone().requires_grad_(True)
+    eager = obj.entry_loss(x, 0)
+    eager.backward()
+
+    def broken(net, x):
+        raise RuntimeError("no compiler here")
+
+    obj._compiled = {"syn": broken}
+    y = syn.clone().requires_grad_(True)
+    with pytest.warns(RuntimeWarning, match="no compiler here"):
+        loss = obj.entry_loss(y, 0)
+    loss.backward()
+    assert not obj._compiled
+    torch.testing.assert_close(loss.detach(), eager.detach())
+    torch.testing.assert_close(y.grad, x.grad)
