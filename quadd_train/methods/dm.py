@@ -202,23 +202,48 @@ class DMObjective(Objective):
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
 
-    def _embed(self, net: ConvNet, x: Tensor, kind: str = "syn") -> Tensor:
+    def _embed(self, net: ConvNet, x: Tensor, kind: str = "syn",
+               checkpointed: bool = False) -> Tensor:
+        """``net``'s embedding of ``x``, compiled when asked for (eager from the first
+        failure on); ``checkpointed``: its activations recomputed in the backward pass
+        instead of kept."""
         if self.channels_last:
             # DSA returns contiguous NCHW; NHWC convolutions are faster with compile/cuDNN.
             x = x.contiguous(memory_format=torch.channels_last)
-        fn = self._compiled.get(kind)
-        with self._autocast():
-            if fn is not None:
-                try:
-                    return fn(net, x).float()
-                except Exception as exc:  # noqa: BLE001 - no compiler, unsupported op...
-                    warnings.warn(
-                        f"torch.compile failed ({type(exc).__name__}: {exc}); running eager",
-                        RuntimeWarning,
-                        stacklevel=2,
-                    )
-                    self._compiled.clear()
-            return net.embed(x).float()
+
+        def attempt() -> Tensor:
+            # The function is chosen before the call, so a checkpoint's recomputation runs
+            # what its forward ran: the fallback below never sees the recomputation (nor
+            # the exception that ends one early).
+            run = self._runner(kind)
+            if not checkpointed:
+                return run(net, x)
+            from torch.utils.checkpoint import checkpoint
+
+            return checkpoint(run, net, x, use_reentrant=False)
+
+        try:
+            return attempt()
+        except Exception as exc:  # noqa: BLE001 - no compiler, unsupported op...
+            if not self._compiled:
+                raise
+            warnings.warn(
+                f"torch.compile failed ({type(exc).__name__}: {exc}); running eager",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            self._compiled.clear()
+            return attempt()
+
+    def _runner(self, kind: str) -> Any:
+        fn = self._compiled.get(kind) or _embed_syn
+        autocast = self._autocast
+
+        def run(net: ConvNet, x: Tensor) -> Tensor:
+            with autocast():
+                return fn(net, x).float()
+
+        return run
 
     def _gather(self, idx: np.ndarray) -> Tensor:
         """Real images ``idx`` on the objective's device."""
@@ -443,8 +468,6 @@ class DMObjective(Objective):
         """Per-class sums ``(K, F)`` of the embeddings of ``aug`` (class-major, ``ipc``
         per class), embedded in pieces of at most ``syn_chunk`` images whose activations
         are recomputed in the backward pass, so only one piece's are kept at a time."""
-        from torch.utils.checkpoint import checkpoint
-
         n = aug.shape[0]
         pieces = -(-n // self.syn_chunk)
         # Even pieces (n // pieces or one more images): at most two shapes to compile.
@@ -452,33 +475,9 @@ class DMObjective(Objective):
         rows = torch.arange(n, device=aug.device) // self.ipc
         sums = torch.zeros(self.num_classes, net.num_features, device=aug.device)
         for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
-            x = aug[start:stop]
-            if self.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            try:
-                # The recomputation must run what the forward ran: the compiled function
-                # or eager, chosen here, not by _embed's fallback, which would catch the
-                # exception that ends a recomputation early.
-                emb = checkpoint(self._piece_fn(), net, x, use_reentrant=False)
-            except Exception as exc:  # noqa: BLE001 - no compiler, unsupported op...
-                if not self._compiled:
-                    raise
-                warnings.warn(f"torch.compile failed ({type(exc).__name__}: {exc}); "
-                              "running eager", RuntimeWarning, stacklevel=2)
-                self._compiled.clear()
-                emb = checkpoint(self._piece_fn(), net, x, use_reentrant=False)
+            emb = self._embed(net, aug[start:stop], checkpointed=True)
             sums = sums.index_add(0, rows[start:stop], emb)
         return sums
-
-    def _piece_fn(self) -> Any:
-        fn = self._compiled.get("syn") or _embed_syn
-        autocast = self._autocast
-
-        def run(net: ConvNet, x: Tensor) -> Tensor:
-            with autocast():
-                return fn(net, x).float()
-
-        return run
 
     def _draw(self, rng: np.random.Generator) -> int:
         """Index of the pool entry this iteration uses."""
