@@ -50,11 +50,17 @@ _out_opt = click.option(
     "--output", "-o", "output", type=click.Path(dir_okay=False), required=True,
     help="Output .qdd file (written atomically).",
 )
-_upsample_opt = click.option(
-    "--upsample", type=click.IntRange(1, 16), default=1, show_default=True,
-    help="Store images this many times smaller per side; readers enlarge them again "
-    "(--upsample-filter), so about upsample^2 times as many samples fit the budget.",
-)
+
+
+def _upsample_option(how: str) -> Any:
+    return click.option(
+        "--upsample", type=click.IntRange(1, 16), default=1, show_default=True,
+        help=f"Store images this many times smaller per side; readers enlarge them again "
+        f"({how}), so about upsample^2 times as many samples fit the budget.",
+    )
+
+
+_upsample_opt = _upsample_option("--upsample-filter")
 _upsample_filter_opt = click.option(
     "--upsample-filter", type=click.Choice(["nearest", "linear"]), default="nearest",
     show_default=True,
@@ -151,7 +157,7 @@ def _errors() -> tuple[type[BaseException], ...]:
               help="bfloat16 autocast for the embedding network (default: when the "
               "CPU/GPU computes bf16 natively).")
 @click.option("--channels-last/--no-channels-last", default=None,
-              help="NHWC activations (default: on CUDA only).")
+              help="NHWC activations (default: on CUDA, and on a CPU when compiled).")
 @click.option("--compile/--no-compile", "compile_", default=None,
               help="torch.compile the embedding network (default: for runs of 300+ "
               "iterations; needs a C++ compiler on CPU, falls back to eager).")
@@ -248,7 +254,7 @@ def distill_command(
 @click.option("--codebook", type=click.Choice(["uniform", "kmeans"]), default="uniform",
               show_default=True)
 @_group_opt
-@_upsample_opt
+@_upsample_option("by repeating each value; subset stores the mean of each block")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 @_out_opt

@@ -114,7 +114,7 @@ class DistillConfig:
     pool_train_batch: int = 256  # real images per pool training step
     batch_real: int = 256
     dsa: bool = True
-    channels_last: bool | None = None  # None: on CUDA only
+    channels_last: bool | None = None  # None: on CUDA, and on a CPU when compiled
     bf16: bool | None = None  # None: when the hardware has native bf16 (AMX, bf16 GPUs)
     compile: bool | None = None  # None: for runs of >= COMPILE_MIN_ITERATIONS iterations
     method_options: dict[str, Any] = field(default_factory=dict)

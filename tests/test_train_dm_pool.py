@@ -298,3 +298,59 @@ def test_pieces_fall_back_to_eager_when_the_compiled_embedding_fails(digits):
     assert not obj._compiled
     torch.testing.assert_close(loss.detach(), eager.detach())
     torch.testing.assert_close(y.grad, x.grad)
+
+
+def test_a_compiled_cpu_run_takes_channels_last_and_drops_it_if_compiling_fails(
+        digits, monkeypatch):
+    # Compiled NHWC steps measured faster than NCHW on the CPU, eager ones twice as slow:
+    # the default layout follows whether the embedding is compiled, and a failed compile
+    # takes the run back to NCHW from the next pool entry or iteration on.
+    def setup(**kwargs):
+        obj = DMObjective(pool_size=2, real_per_class=16, bf16=False, **kwargs)
+        obj.prepare(_real(digits), digits.y_train, 10, 2, torch.device("cpu"), seed=1)
+        return obj
+
+    def layout_of(obj):
+        return {p.is_contiguous(memory_format=torch.channels_last)
+                for net in obj._nets for p in net.parameters()
+                if p.dim() == 4 and p.shape[1] > 1}  # one input channel: both layouts
+
+    eager = setup()
+    assert not eager.channels_last and layout_of(eager) == {False}
+
+    monkeypatch.setattr(torch, "compile", lambda fn, **kwargs: fn)  # "compiles" to eager
+    compiled = setup(compile=True)
+    assert compiled.channels_last and layout_of(compiled) == {True}
+    torch.testing.assert_close(compiled._pool_means, eager._pool_means)
+
+    def broken(fn, **kwargs):
+        def run(net, x):
+            raise RuntimeError("no compiler here")
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken)
+    with pytest.warns(RuntimeWarning, match="no compiler here"):
+        failed = setup(compile=True)  # fails on the first real batch of entry 0
+    assert not failed.channels_last and layout_of(failed) == {False}
+    torch.testing.assert_close(failed._pool_means, eager._pool_means)
+    with pytest.warns(RuntimeWarning, match="no compiler here"):
+        asked = setup(compile=True, channels_last=True)  # what was asked for stays
+    assert asked.channels_last and layout_of(asked) == {True}
+
+    # A failure inside a loss call finishes that call (its pieces' recomputation must see
+    # the layout their forward saw) and switches before the next one.
+    monkeypatch.setattr(torch, "compile", lambda fn, **kwargs: fn)
+    obj = setup(compile=True, syn_chunk=7)
+    obj._compiled = {"syn": broken(None)}
+    syn = torch.randn(20, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    x = syn.clone().requires_grad_(True)
+    with pytest.warns(RuntimeWarning, match="no compiler here"):
+        loss = obj.loss(x, None, np.random.default_rng(0))
+    assert obj.channels_last
+    loss.backward()
+    reference = setup()
+    y = syn.clone().requires_grad_(True)
+    reference.loss(y, None, np.random.default_rng(0)).backward()
+    torch.testing.assert_close(x.grad, y.grad)
+    obj.loss(syn, None, np.random.default_rng(0))
+    assert not obj.channels_last and layout_of(obj) == {False}

@@ -24,8 +24,9 @@ class Objective(ABC):
 
     Life cycle: ``prepare`` once (precompute anything that does not depend on the
     synthetic samples), then ``loss`` every iteration. All randomness an objective uses
-    per iteration comes from the ``rng`` it is handed plus the global torch RNG, both of
-    which the distiller checkpoints, so a resumed run continues the same random stream.
+    per iteration comes from the ``rng`` it is handed, the global torch RNG (both
+    checkpointed by the distiller) or state the objective saves in its own
+    ``state_dict`` (DM's draw counter), so a resumed run continues the same random stream.
     """
 
     name: str = "objective"

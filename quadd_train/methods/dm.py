@@ -98,7 +98,8 @@ class DMConfig:
     batch_real: int = 256  # plain: real images per class per iteration
     dsa: bool = True
     dsa_strategy: str = DEFAULT_STRATEGY
-    # NHWC activations; None = on CUDA only (on CPU it measured slower, see bench/).
+    # NHWC activations; None = on CUDA, and on a CPU when compiled: there compiled NHWC
+    # steps measured 8-12% faster than NCHW, eager ones twice as slow (docs/results.md).
     channels_last: bool | None = None
     # bfloat16 autocast of the embedding network; None = when the hardware has native
     # bf16 (CPU with AMX/AVX512-BF16, or a bf16-capable GPU).
@@ -166,6 +167,9 @@ class DMObjective(Objective):
         self._step = 0  # plain: iterations drawn so far (checkpointed)
         self._seed = 0
         self._compiled: dict[str, Any] = {}
+        # Set when compiling failed on a CPU under the default layout: NHWC pays only
+        # compiled there, so the next iteration goes back to NCHW (see _settle_layout).
+        self._drop_channels_last = False
         self.bf16 = bool(self.cfg.bf16)
         self.channels_last = bool(self.cfg.channels_last)
         self.mode = self.cfg.mode  # "auto" resolves in prepare, for the device
@@ -233,7 +237,21 @@ class DMObjective(Objective):
                 stacklevel=2,
             )
             self._compiled.clear()
+            if self.device.type == "cpu" and self.cfg.channels_last is None:
+                self._drop_channels_last = True
             return attempt()
+
+    def _settle_layout(self) -> None:
+        """Back to NCHW after a failed compile on a CPU (eager NHWC steps took twice as
+        long there). Called only between embeddings whose backward has run or never
+        will, because a checkpointed piece's recomputation must see the layout its
+        forward saw."""
+        if not self._drop_channels_last:
+            return
+        self._drop_channels_last = False
+        self.channels_last = False
+        for net in self._nets:
+            net.to(memory_format=torch.contiguous_format)
 
     def _runner(self, kind: str) -> Any:
         fn = self._compiled.get(kind) or _embed_syn
@@ -288,7 +306,8 @@ class DMObjective(Objective):
             self.pool_size, self.real_per_class = default_pool(
                 self.device, self.cfg.iterations, self.cfg.pool_size, self.cfg.real_per_class)
         cl = self.cfg.channels_last
-        self.channels_last = self.device.type == "cuda" if cl is None else cl
+        self.channels_last = (self.device.type == "cuda" or bool(self.cfg.compile)
+                              if cl is None else cl)
         if self.cfg.compile:
             # Two code objects, two compile caches: the synthetic batch has one fixed
             # shape (static is fastest); real chunks vary in size (a class's last chunk).
@@ -373,6 +392,7 @@ class DMObjective(Objective):
         means = []
         with contextlib.closing(bar):
             for p in bar:
+                self._settle_layout()
                 _net_seed, _dsa, rng = self._entry(p)
                 means.append(self._real_means(self._net(p), self._pool_seeds[p], rng,
                                               self.real_per_class))
@@ -439,6 +459,7 @@ class DMObjective(Objective):
 
     # ------------------------------------------------------------------ loss
     def loss(self, syn: Tensor, labels: Tensor, rng: np.random.Generator) -> Tensor:
+        self._settle_layout()
         if self.mode == "fast":
             return self._loss_fast(syn, rng)
         return self._loss_plain(syn, rng)
