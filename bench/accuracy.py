@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from quadd_train.budget import parse_size  # noqa: E402
 from quadd_train.data import load_dataset  # noqa: E402
-from quadd_train.distill import DistillConfig, distill, plan, subset  # noqa: E402
+from quadd_train.distill import DistillConfig, distill, load_checkpoint, plan, subset  # noqa: E402
 from quadd_train.evaluate import evaluate_qdd  # noqa: E402
 
 
@@ -230,7 +230,7 @@ def _distill_rows(args: argparse.Namespace, bundle: Any, r: dict[str, Any], budg
 
 
 def _checkpoint_iteration(path: Path) -> int:
-    return int(torch.load(path, map_location="cpu", weights_only=False)["iteration"])
+    return int(load_checkpoint(str(path))["iteration"])
 
 
 def _append(path: Path, record: dict[str, Any]) -> None:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
 import click
 
 from .errors import fail, run_guarded
+from .train_commands import json_line
 
 __all__ = ["eval_command"]
 
@@ -94,7 +94,7 @@ def eval_command(
     # when invoked on its own (tests, embedding in another click group).
     result = run_guarded(run)
     if as_json:
-        click.echo(json.dumps(result))
+        click.echo(json_line(result))
     else:
         click.echo(
             f"{result['dataset']}: accuracy {result['accuracy']:.2f} +- {result['std']:.2f} % "

@@ -73,10 +73,33 @@ _group_opt = click.option(
 )
 
 
-def _load(dataset: str, data_dir: str | None) -> Any:
+def _load(dataset: str, data_dir: str | None, output: str | None = None) -> Any:
+    import os
+
     from quadd_train.data import load_dataset
 
+    # Writing over the dataset being read would replace it with the result.
+    if output is not None and os.path.exists(dataset) and os.path.exists(output) \
+            and os.path.samefile(dataset, output):
+        raise ValueError(f"the output {output} is the input dataset; choose another -o")
     return load_dataset(dataset, data_dir)
+
+
+def json_line(record: dict[str, Any]) -> str:
+    """``record`` as one line of strict JSON: a float that is not finite (the loss of a
+    run of no iterations) becomes null, which every JSON parser reads."""
+    import math
+
+    def clean(v: Any) -> Any:
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [clean(x) for x in v]
+        return v
+
+    return json.dumps(clean(record), allow_nan=False)
 
 
 def _errors() -> tuple[type[BaseException], ...]:
@@ -227,12 +250,12 @@ def distill_command(
         bf16=bf16, compile=compile_,
     )
     try:
-        bundle = _load(dataset, data_dir)
+        bundle = _load(dataset, data_dir, output)
         res = distill(cfg, bundle, output, progress=progress)
     except _errors() as exc:
         fail(describe(exc))
     if as_json:
-        click.echo(json.dumps(asdict(res)))
+        click.echo(json_line(asdict(res)))
     else:
         # The default pool depends on the device and --iterations: say which was used.
         pool = (f" (DM pool {res.pool_size} x {res.real_per_class} real/class, set up in "
@@ -277,13 +300,13 @@ def subset_command(
     if 8 < bits < 32:
         raise click.BadParameter("must be 1..8 or 32", param_hint="--bits")
     try:
-        bundle = _load(dataset, data_dir)
+        bundle = _load(dataset, data_dir, output)
         res = subset(bundle, budget, bits, seed, output, codebook=codebook, group=group,
                      upsample=upsample)
     except _errors() as exc:
         fail(describe(exc))
     if as_json:
-        click.echo(json.dumps(asdict(res)))
+        click.echo(json_line(asdict(res)))
     else:
         click.echo(
             f"wrote {res.path}: {res.n} samples ({res.ipc}/class) at {res.bits} bits, "
@@ -339,7 +362,7 @@ def plan_command(
         fail(describe(exc))
     if as_json:
         for r in rows:
-            click.echo(json.dumps(asdict(r)))
+            click.echo(json_line(asdict(r)))
         return
     shape = "x".join(str(d) for d in bundle.sample_shape)
     stored = "" if upsample == 1 else (

@@ -27,6 +27,7 @@ import shutil
 import sys
 import tarfile
 import tempfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -309,6 +310,15 @@ def safe_extract(archive: str | os.PathLike[str], dest: str | os.PathLike[str]) 
     dest_path = Path(dest)
     dest_path.mkdir(parents=True, exist_ok=True)
     root = dest_path.resolve()
+    try:
+        return _extract(archive, root)
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+        # EOFError (a truncated gzip stream) would otherwise reach click as "Aborted!".
+        raise ValueError(f"cannot extract archive {archive}: {exc or type(exc).__name__}"
+                         ) from exc
+
+
+def _extract(archive: str | os.PathLike[str], root: Path) -> Path:
     with tarfile.open(archive, "r:*") as tar:
         members = tar.getmembers()
         for m in members:
@@ -400,7 +410,7 @@ def _load_npz(path: Path, name: str | None = None) -> DatasetBundle:
         arrays = {k: z[k] for k in ("x_train", "y_train", "x_test", "y_test")}
         names = [str(c) for c in z["class_names"]] if "class_names" in z.files else None
     xs = {k: _to_nchw(arrays[k], k) for k in ("x_train", "x_test")}
-    ys = {k: arrays[k].astype(np.int64).reshape(-1) for k in ("y_train", "y_test")}
+    ys = {k: _labels(arrays[k], k) for k in ("y_train", "y_test")}
     if names is None:
         k = int(max(ys["y_train"].max(initial=-1), ys["y_test"].max(initial=-1))) + 1
         names = [str(i) for i in range(k)]
@@ -409,12 +419,36 @@ def _load_npz(path: Path, name: str | None = None) -> DatasetBundle:
     )
 
 
+def _labels(y: np.ndarray, key: str) -> np.ndarray:
+    """Class indices as int64, refused before anything is sized by the largest: an
+    integer array (or integral floats) of 0..MAX_CLASSES-1."""
+    from quadd_codec.layout import MAX_CLASSES
+
+    if y.dtype == np.bool_ or not (np.issubdtype(y.dtype, np.integer)
+                                   or np.issubdtype(y.dtype, np.floating)):
+        raise ValueError(f"{key} must hold integer class indices, got dtype {y.dtype}")
+    flat = y.reshape(-1)
+    if np.issubdtype(flat.dtype, np.floating):
+        if not np.all(np.isfinite(flat)) or np.any(flat != np.floor(flat)):
+            raise ValueError(f"{key} must hold integer class indices, got non-integral values")
+    if flat.size and flat.min() < 0:
+        raise ValueError(f"{key} has negative labels")
+    if flat.size and flat.max() >= MAX_CLASSES:
+        raise ValueError(f"{key} has labels up to {int(flat.max())}; at most {MAX_CLASSES} "
+                         "classes are supported")
+    return flat.astype(np.int64)
+
+
 # -- assembling a bundle -------------------------------------------------------------
 
 
 def _as_float(x: np.ndarray, key: str) -> np.ndarray:
     """uint8 (and other integer) pixels -> [0, 1]; floats are kept as they are."""
     if np.issubdtype(x.dtype, np.floating):
+        # Checked in slices: a float copy of a whole large split is not needed for it.
+        for start in range(0, len(x), 4096):
+            if not np.all(np.isfinite(x[start:start + 4096])):
+                raise ValueError(f"{key} holds NaN or infinite values")
         return x.astype(np.float32, copy=False)
     if np.issubdtype(x.dtype, np.integer) or x.dtype == np.bool_:
         if x.size and (x.min() < 0 or x.max() > 255):
@@ -458,7 +492,12 @@ def _bundle(name, x_tr, y_tr, x_te, y_te, classes: list[str]) -> DatasetBundle:
         raise ValueError("the training split is empty")
     _check_labels(y_tr, len(classes), "y_train")
     _check_labels(y_te, len(classes), "y_test")
-    mean, std = _channel_stats(x_tr)
+    counts = np.bincount(np.asarray(y_tr, dtype=np.int64), minlength=len(classes))
+    if (counts == 0).any():
+        empty = [str(classes[i]) for i in np.flatnonzero(counts == 0)[:5]]
+        raise ValueError(f"class(es) {', '.join(empty)} have no training samples")
+    # A feature vector (N, F) is one channel (FORMAT.md: C is 1 for 1-D samples).
+    mean, std = _channel_stats(x_tr[:, None] if x_tr.ndim == 2 else x_tr)
     return DatasetBundle(
         name=str(name),
         x_train=torch.from_numpy(np.ascontiguousarray(_as_float(x_tr, "x_train"))),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["resolve_device", "to_device"]
+__all__ = ["available_memory", "resolve_device", "to_device"]
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -35,3 +35,18 @@ def to_device(t: Tensor, device: torch.device, dtype: torch.dtype | None = None)
         # unpinned memory inside the transfer, which makes it synchronous again.
         t = t.contiguous().pin_memory().to(device, non_blocking=True)
     return t.to(device=device, dtype=dtype) if dtype is not None else t.to(device)
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Bytes free for new tensors on ``device``: the GPU's free memory, or the host's
+    MemAvailable on Linux; None where it cannot be told."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None

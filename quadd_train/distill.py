@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import pickle
 import sys
 import tempfile
 import time
@@ -34,7 +35,7 @@ from quadd_codec import (
 )
 from quadd_codec.layout import stored_shape as codec_stored_shape
 
-from .devices import resolve_device
+from .devices import available_memory, resolve_device
 from .methods import make_objective
 from .methods.dm import default_mode, default_pool
 from .quantizers import GROUPS, QUANTIZERS, make_quantizer, quantizer_optimizer
@@ -303,6 +304,73 @@ def _check_dir(path: str) -> None:
         raise ValueError(f"cannot write {path}: directory {directory} is not writable")
 
 
+# Copies of the synthetic set a training step holds at once, each at full (enlarged)
+# size in float32: the samples, their gradient and momentum, the quantized and the
+# enlarged samples, and the augmented batch the network sees.
+_SYN_COPIES = 6
+
+
+def _check_memory(n: int, sample_shape: tuple[int, ...], upsample: int, ipc: int,
+                  device: torch.device) -> None:
+    """Refuse a synthetic set that could not be trained in the device's free memory (a
+    large budget at few bits on a small dataset affords millions of samples), before
+    allocating any of it."""
+    free = available_memory(device)
+    values = math.prod(sample_shape) * upsample**2
+    need = n * values * 4 * _SYN_COPIES
+    if free is not None and need > free:
+        raise ValueError(
+            f"the budget affords {ipc:,} samples per class ({n:,} in all), which would take "
+            f"about {need / 2**30:.1f} GiB to train; {free / 2**30:.1f} GiB is free on "
+            f"{device.type}. Pass a smaller --ipc or --budget"
+        )
+
+
+def _same_file(a: str, b: str) -> bool:
+    if os.path.exists(a) and os.path.exists(b):
+        return os.path.samefile(a, b)
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+# Checkpoints hold tensors, plain Python values and a few small NumPy arrays (pool seeds
+# and orders): these, and nothing else, may be unpickled from one.
+def _checkpoint_globals() -> list[Any]:
+    dtypes = {type(np.dtype(t)) for t in (np.bool_, np.int8, np.int16, np.int32, np.int64,
+                                           np.uint8, np.uint16, np.uint32, np.uint64,
+                                           np.float32, np.float64)}
+    return [np.ndarray(0).__reduce__()[0], np.ndarray, np.dtype, *dtypes]
+
+
+_CKPT_KEYS = {"version", "fingerprint", "iteration", "synthetic", "quantizer", "opt_img",
+              "opt_quant", "np_rng", "torch_rng", "objective", "loss"}
+
+
+def describe_exception(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:200] if text else type(exc).__name__
+
+
+def load_checkpoint(path: str, device: torch.device | str = "cpu") -> dict[str, Any]:
+    """A distillation checkpoint, read without running code from the file: anything but
+    tensors, plain values and NumPy arrays is refused (``weights_only``), as is a file
+    that is not a checkpoint of this version."""
+    try:
+        with torch.serialization.safe_globals(_checkpoint_globals()):
+            state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - pickle, zip and torch errors alike
+        # torch's own message for a refused object advises loading it unsafely: not ours.
+        refused = isinstance(exc, pickle.UnpicklingError) or "Weights only" in str(exc)
+        detail = ("it holds objects other than tensors and plain values, which are not "
+                  "loaded" if refused else describe_exception(exc))
+        raise ValueError(f"cannot read checkpoint {path}: not a quadd checkpoint, or "
+                         f"damaged ({detail})") from exc
+    if not isinstance(state, dict) or not _CKPT_KEYS <= set(state):
+        raise ValueError(f"{path} is not a quadd distill checkpoint")
+    if state.get("version") != _CKPT_VERSION:
+        raise ValueError(f"checkpoint {path} has an unsupported version")
+    return state
+
+
 def _atomic_torch_save(obj: Any, path: str) -> None:
     directory = os.path.dirname(os.path.abspath(path)) or "."
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
@@ -410,14 +478,18 @@ def distill(
     offset=mean)``. Its size is checked against the budget after writing.
     """
     config.validate()
+    if len(bundle.sample_shape) != 3:
+        raise ValueError(f"distill trains ConvNets and needs image samples (C, H, W); "
+                         f"{bundle.name} has samples of shape {tuple(bundle.sample_shape)}")
     out_path = os.fspath(out_path)
     device = resolve_device(config.device)
     ckpt_path = config.checkpoint_path or out_path + ".ckpt"
     state: dict[str, Any] | None = None
+    if (config.checkpoint_every or config.resume) and _same_file(ckpt_path, out_path):
+        raise ValueError(f"the checkpoint and the output are the same file ({out_path}); "
+                         "pick another --checkpoint")
     if config.resume and os.path.exists(ckpt_path):
-        state = torch.load(ckpt_path, map_location=device, weights_only=False)
-        if state.get("version") != _CKPT_VERSION:
-            raise ValueError(f"checkpoint {ckpt_path} has an unsupported version")
+        state = load_checkpoint(ckpt_path, device)
     if config.method == "dm" and config.dm_mode == "auto":
         # A resumed run keeps the loop it started with, whatever the device now.
         mode = (state["fingerprint"].get("dm_mode", "fast") if state is not None else
@@ -473,6 +545,7 @@ def distill(
             f"{config.budget_bytes} B at {file_bits} bits"
         )
     n = ipc * num_classes
+    _check_memory(n, sample_shape, config.upsample, ipc, device)
 
     cuda_ids = [device.index or 0] if device.type == "cuda" else []
     # The run seeds the global torch RNG (network initializations draw from it); fork
@@ -690,4 +763,6 @@ def subset(
     write_qdd(out_path, codes, levels, labels, bits, group, class_names, denorm=layout.denorm,
               codebook_dtype=codebook_dtype, provenance=layout.provenance, upsample=upsample)
     size = _check_written(out_path, budget_bytes, layout.size(len(idx)))
-    return SubsetResult(out_path, ipc, len(idx), bits, size, budget_bytes)
+    # A class smaller than the affordable count gave all it has.
+    taken = max(len(p) for p in picks)
+    return SubsetResult(out_path, taken, len(idx), bits, size, budget_bytes)

@@ -102,6 +102,8 @@ def _check_image_bundle(bundle: DatasetBundle) -> None:
             f"evaluation trains a ConvNet and needs images (N, C, H, W); "
             f"{bundle.name} has samples of shape {bundle.sample_shape}"
         )
+    if len(bundle.y_test) == 0:
+        raise ValueError(f"{bundle.name} has an empty test split: nothing to test on")
 
 
 @torch.no_grad()
@@ -406,11 +408,19 @@ def evaluate_tensors(
     )
 
 
+def _some(names: list[str], shown: int = 8) -> str:
+    """A class list short enough for a one-line error."""
+    if len(names) <= shown:
+        return str(names)
+    return f"{len(names)} classes [{', '.join(map(repr, names[:shown]))}, ...]"
+
+
 def _check_qdd_matches(ds: Any, bundle: DatasetBundle, path: str) -> None:
     names = list(getattr(ds, "class_names", None) or [])
     if names and names != list(bundle.class_names):
         raise ValueError(
-            f"{path} has classes {names}, but dataset {bundle.name} has {bundle.class_names}"
+            f"{path} has classes {_some(names)}, but dataset {bundle.name} has "
+            f"{_some(list(bundle.class_names))}"
         )
     num = getattr(ds, "num_classes", None)
     if num is not None and int(num) != bundle.num_classes:
