@@ -379,3 +379,8 @@ def plan_command(
         else:
             click.echo(f"{r.bits:>4}  {r.ipc:>9}  {r.n:>7}  {r.file_bytes:>10,}  "
                        f"{r.budget_bytes - r.file_bytes:>7,}")
+    smallest = int(bundle.y_train.bincount(minlength=bundle.num_classes).min())
+    if any(r.ipc > smallest for r in rows):
+        click.echo(f"note: some rows afford more samples per class than the smallest class "
+                   f"has ({smallest:,}); distill starts those from repeated real samples, "
+                   "subset stores each real sample once")

@@ -195,3 +195,10 @@ def test_eval_refuses_an_empty_test_split(tmp_path):
     assert _run("subset", "-b", "2KiB", "-d", path, "-o", qdd)[0] == 0
     assert "empty test split" in _error("eval", qdd, "-d", path, "--epochs", "1",
                                         "--runs", "1")
+
+
+def test_plan_says_when_a_budget_affords_more_samples_than_a_class_has():
+    code, out = _run("plan", "-b", "64KiB")
+    assert code == 0 and "more samples per class than the smallest class has (139)" in out
+    code, out = _run("plan", "-b", "2KiB")
+    assert code == 0 and "note:" not in out
