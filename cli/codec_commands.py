@@ -72,13 +72,32 @@ def _ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}x" if b else "n/a"
 
 
+def _compared(size: float, other: float) -> str:
+    """`size` against `other`: "3.20x smaller", or "1.50x larger" (never "0.67x smaller")."""
+    if not size or not other:
+        return "n/a"
+    if size > other:
+        return f"{size / other:.2f}x larger"
+    return f"{other / size:.2f}x smaller"
+
+
+def _check_output(output: Path, kind: str, force: bool = False) -> None:
+    """Refuse a bad output path before any slow work (the writers check it again)."""
+    from quadd_codec.paths import check_output_dir, check_output_file
+
+    if kind in ("zarr", "dir"):
+        check_output_dir(output, replace=force)
+    else:
+        check_output_file(output)
+
+
 # ------------------------------------------------------------------------ encode
 
 
 @click.command("encode")
 @click.argument("source", metavar="IN", type=click.Path(path_type=Path))
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="The .qdd file to write.")
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+              help="The .qdd file to write (its folder must exist).")
 @click.option("-b", "--bits", required=True, type=_Bits(),
               help="Bits per value: 1..8 (2**bits levels), or 32 to store raw float32.")
 @click.option("--codebook", type=click.Choice(["uniform", "kmeans"]), default="uniform",
@@ -116,6 +135,7 @@ def encode_command(source: Path, output: Path, bits: int, codebook: str, group: 
                                  param_hint="'-o'")
     if upsample_filter != "nearest" and upsample == 1:
         raise click.BadParameter("needs --upsample 2 or more", param_hint="'--upsample-filter'")
+    _check_output(output, "qdd")
     x, y, class_names = load_source(source, progress=show)
     n, decoded_shape, decoded_values = x.shape[0], x.shape[1:], x.size
     x = downsample_mean(x, upsample)
@@ -133,8 +153,8 @@ def encode_command(source: Path, output: Path, bits: int, codebook: str, group: 
     click.echo(
         f"wrote {output}: {n} samples of {_shape(decoded_shape)}{stored}, {bits} bits, "
         f"{len(class_names)} classes, {size:,} bytes; "
-        f"{_ratio(decoded_values * 4, size)} smaller than float32, "
-        f"{_ratio(in_bytes, size)} smaller than the input ({in_bytes:,} bytes)"
+        f"{_compared(size, decoded_values * 4)} than float32, "
+        f"{_compared(size, in_bytes)} than the input ({in_bytes:,} bytes)"
     )
 
 
@@ -153,10 +173,10 @@ def _output_kind(output: Path) -> str:
 
 
 @click.command("decode")
-@click.argument("source", metavar="IN.qdd", type=click.Path(dir_okay=False, allow_dash=True))
+@click.argument("source", metavar="IN.qdd", type=click.Path(allow_dash=True))
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
               help="OUT.npz (x, y, classes), OUT.npy (x), OUT.zarr (lossless store) or a "
-              "directory of PNGs OUT/<class>/<index>.png.")
+              "directory of PNGs OUT/<class>/<index>.png; its parent folder must exist.")
 @click.option("--force", is_flag=True,
               help="Replace an existing non-empty output directory or zarr store.")
 @_progress_option
@@ -173,6 +193,7 @@ def decode_command(source: str, output: Path, force: bool, progress: bool | None
 
     kind = _output_kind(output)
     show = _progress_default(progress)
+    _check_output(output, kind, force)
     with _open_qdd(source, verify=True) as f:
         if kind == "zarr":
             from quadd_codec.zarr_io import export_zarr
@@ -286,12 +307,12 @@ def _format_info(info: dict[str, Any]) -> str:
         lines.append(f"  {name:<14}{size:>14,}")
     bpv = info["bits_per_value"]
     lines.append(f"bits per value  {bpv:.4f}" if bpv is not None else "bits per value  n/a")
-    lines.append(f"vs float32      {info['compression_vs_float32']:.2f}x smaller")
+    lines.append(f"vs float32      {_compared(1.0, info['compression_vs_float32'])}")
     return "\n".join(lines)
 
 
 @click.command("inspect")
-@click.argument("source", metavar="IN.qdd", type=click.Path(dir_okay=False, allow_dash=True))
+@click.argument("source", metavar="IN.qdd", type=click.Path(allow_dash=True))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def inspect_command(source: str, as_json: bool) -> None:
     """Show what IN.qdd ("-" reads stdin) holds and where its bytes go."""
@@ -304,7 +325,7 @@ def inspect_command(source: str, as_json: bool) -> None:
 
 
 @click.command("verify")
-@click.argument("source", metavar="IN.qdd", type=click.Path(dir_okay=False, allow_dash=True))
+@click.argument("source", metavar="IN.qdd", type=click.Path(allow_dash=True))
 def verify_command(source: str) -> None:
     """Check every checksum and structural rule of IN.qdd ("-" reads stdin)."""
     with _open_qdd(source, verify=True) as f:
@@ -315,9 +336,9 @@ def verify_command(source: str) -> None:
 
 
 @click.command("import")
-@click.argument("source", metavar="IN.zarr", type=click.Path(file_okay=False, path_type=Path))
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="The .qdd file to rebuild (written atomically).")
+@click.argument("source", metavar="IN.zarr", type=click.Path(path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+              help="The .qdd file to rebuild (written atomically; its folder must exist).")
 def import_command(source: Path, output: Path) -> None:
     """Rebuild the .qdd file that `quadd decode -o IN.zarr` exported, byte for byte.
 

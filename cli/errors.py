@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-import tempfile
 from collections.abc import Iterator
 from typing import IO, Any, NoReturn
 
@@ -97,18 +96,10 @@ def atomic_file(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
     """Open a temp file beside `path`; on success fsync and rename it over `path`.
 
     On any error (or Ctrl-C) the temp file is deleted and `path` is left as it was.
+    `-`, a missing parent folder and an existing non-regular `path` are refused.
     """
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, mode) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    # Imported here for the same reason as in `_expected_types`.
+    from quadd_codec.paths import atomic_open
+
+    with atomic_open(path, mode) as f:
+        yield f

@@ -21,6 +21,7 @@ from urllib.parse import quote, unquote
 import numpy as np
 
 from .errors import QddValueError
+from .paths import check_output_dir, is_about, write_error
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 #: Pillow mode -> (mode decoded to, channels). Modes not listed are refused by name.
@@ -244,31 +245,42 @@ def atomic_directory(target: str | os.PathLike, replace: bool = False) -> Iterat
 
     On any error the temp dir is removed and `target` is untouched. An existing empty
     `target` is replaced; a non-empty one only with `replace=True` (the old tree is moved
-    aside first and deleted once the new one is in place).
+    aside first and deleted once the new one is in place). The parent folder must exist;
+    `-`, the current directory and its ancestors are refused.
     """
-    target = Path(target)
-    parent = target.absolute().parent
-    if target.exists() and not target.is_dir():
-        raise QddValueError(f"{target} exists and is not a directory")
-    if target.is_dir() and any(target.iterdir()) and not replace:
-        raise QddValueError(f"{target} exists and is not empty (use --force to replace it)")
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent))
+    shown = os.fspath(target)
+    parent = check_output_dir(shown, replace)
+    target = Path(shown)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent))
+    except OSError as exc:
+        raise write_error(shown, exc) from None
     try:
         yield tmp
         os.chmod(tmp, 0o755)
         if not target.exists():
             os.replace(tmp, target)
-            return
-        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=parent))
-        os.replace(target, old / "tree")
-        try:
-            os.replace(tmp, target)
-        except BaseException:
-            os.replace(old / "tree", target)  # put the previous tree back
-            raise
-        finally:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
+        else:
+            _swap_in(tmp, target, parent)
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError) and is_about(exc, tmp, shown):
+            raise write_error(shown, exc) from None
         raise
+
+
+def _swap_in(tmp: Path, target: Path, parent: str) -> None:
+    """Replace the existing tree `target` by `tmp`, keeping the old one until it is done."""
+    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=parent))
+    try:
+        os.replace(target, old / "tree")
+    except BaseException:
+        old.rmdir()  # nothing was moved into it
+        raise
+    try:
+        os.replace(tmp, target)
+    except BaseException:
+        os.replace(old / "tree", target)  # put the previous tree back
+        old.rmdir()
+        raise
+    shutil.rmtree(old, ignore_errors=True)

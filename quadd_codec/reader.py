@@ -38,6 +38,7 @@ from .layout import (
     parse_prefix,
     parse_trailer,
 )
+from .paths import check_input_file, file_kind
 from .upsample import upsample
 
 #: Largest file read from a non-seekable stream unless the caller raises it.
@@ -89,17 +90,18 @@ class QddFile:
 
     def _open_path(self) -> None:
         assert self.path is not None
+        check_input_file(self.path, "a .qdd file")
         try:
-            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        except IsADirectoryError:
-            raise QddValueError(f"{self.path} is a directory, not a .qdd file") from None
+            # O_NONBLOCK: should the path be swapped for a FIFO after the check, opening
+            # it must not wait for a writer (a no-op for a regular file).
+            flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+            fd = os.open(self.path, flags)
         except OSError as exc:
             raise QddValueError(f"cannot open {self.path}: {exc.strerror}") from None
         self._fd = fd
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):  # a directory opens fine on POSIX; mmap then fails
-            kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
-            raise QddValueError(f"{self.path} is {kind}, not a .qdd file")
+        if not stat.S_ISREG(st.st_mode):
+            raise QddValueError(f"{self.path} is {file_kind(st.st_mode)}, not a .qdd file")
         size = st.st_size
         if size == 0:
             raise QddTruncatedError(f"{self.path} is empty")

@@ -8,14 +8,17 @@ uint8 arrays are pixels and are scaled to [0, 1].
 
 from __future__ import annotations
 
+import math
 import os
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
 from .errors import QddValueError
+from .layout import MAX_CLASSES
+from .paths import check_input_file
 
 Source = tuple[np.ndarray, "np.ndarray | None", list[str]]
 
@@ -25,6 +28,8 @@ def source_kind(path: str | os.PathLike) -> str:
     p = Path(path)
     if not p.exists():
         raise QddValueError(f"{p}: no such file or directory")
+    if not p.is_dir():
+        check_input_file(p, "a .npz, a .npy, a zarr store or an image folder")
     if p.is_dir():
         if any((p / marker).exists() for marker in ("zarr.json", ".zgroup", ".zarray")):
             return "zarr"
@@ -112,6 +117,13 @@ def _check_y(y: np.ndarray, n: int, where: str) -> np.ndarray:
         raise QddValueError(f"{where}: y has dtype {y.dtype}; expected integer class indices")
     if y.size and y.min() < 0:
         raise QddValueError(f"{where}: y holds negative labels (min {y.min()})")
+    # Default class names are "0".."max(y)", so a stray huge label would build a list
+    # of that many strings before the class limit is ever checked.
+    if y.size and y.max() >= MAX_CLASSES:
+        raise QddValueError(
+            f"{where}: y holds label {int(y.max())}; labels must be below {MAX_CLASSES} "
+            f"(at most {MAX_CLASSES} classes)"
+        )
     return y.astype(np.int64)
 
 
@@ -157,6 +169,33 @@ def _check_magic(path: Path, magic: bytes, what: str) -> None:
             raise QddValueError(f"{path}: cannot read: not a {what} file")
 
 
+def _check_npy_size(fp: IO[bytes], available: int, what: str) -> None:
+    """Refuse an .npy stream whose header declares more data than `available` bytes.
+
+    np.load allocates the array the header declares before reading it, so a 1 KiB file
+    claiming a billion samples would fail with "out of memory" instead of "truncated".
+    `fp` is positioned at the start of the .npy bytes; `available` counts from there.
+    """
+    fmt = np.lib.format
+    try:
+        version = fmt.read_magic(fp)
+        if version == (1, 0):
+            shape, _, dtype = fmt.read_array_header_1_0(fp)
+        elif version == (2, 0):
+            shape, _, dtype = fmt.read_array_header_2_0(fp)
+        else:
+            return  # np.load reports versions it does not know
+    except (ValueError, OSError, EOFError):
+        return  # np.load gives the precise message
+    declared = math.prod(int(d) for d in shape) * dtype.itemsize
+    held = available - fp.tell()
+    if declared > held:
+        raise QddValueError(
+            f"{what} is truncated: its header declares shape {tuple(shape)} of {dtype} "
+            f"({declared:,} bytes) but only {max(held, 0):,} bytes follow"
+        )
+
+
 def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     _check_magic(path, b"PK", ".npz")
     try:
@@ -177,7 +216,13 @@ def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | N
             if key not in keys:
                 return None
             try:
+                names = archive.zip.namelist()
+                info = archive.zip.getinfo(f"{key}.npy" if f"{key}.npy" in names else key)
+                with archive.zip.open(info) as member:
+                    _check_npy_size(member, info.file_size, f"array {key!r} of {path}")
                 return archive[key]
+            except QddValueError:
+                raise
             except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
                 raise _npy_error(path, key, exc) from None
 
@@ -186,6 +231,8 @@ def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | N
 
 def _load_npy(path: Path) -> np.ndarray:
     _check_magic(path, b"\x93NUMPY", ".npy")
+    with open(path, "rb") as fp:
+        _check_npy_size(fp, os.fstat(fp.fileno()).st_size, str(path))
     try:
         arr = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -32,6 +31,7 @@ from .layout import (
     provenance_bytes,
     section_plan,
 )
+from .paths import atomic_open
 
 #: Samples packed per step; also the granularity of the progress callback.
 PACK_CHUNK = 4096
@@ -244,23 +244,12 @@ def write_qdd(path: str | os.PathLike, codes: np.ndarray, levels: np.ndarray | N
 
 
 def atomic_write(path: str | os.PathLike, chunks: Sequence[bytes | memoryview]) -> int:
-    """Write chunks to `path` via temp file + fsync + rename; returns bytes written."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            for chunk in chunks:
-                f.write(chunk)
-            f.flush()
-            os.fsync(f.fileno())
-            size = f.tell()
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return size
+    """Write chunks to `path` via temp file + fsync + rename; returns bytes written.
+
+    Refuses `-`, a missing parent folder and an existing `path` that is not a regular
+    file (see `paths.check_output_file`).
+    """
+    with atomic_open(path) as f:
+        for chunk in chunks:
+            f.write(chunk)
+        return f.tell()

@@ -21,6 +21,7 @@ codec for the same bit layout (registered on import).
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -37,12 +38,16 @@ from .errors import QddFormatError, QddValueError
 from .imagefolder import atomic_directory
 from .layout import (
     MAJOR,
+    PREFIX_SIZE,
     RAW_BITS,
+    TRAILER_SIZE,
     Denorm,
     check_write_args,
     label_bits,
+    required_lengths,
     sample_nbytes,
 )
+from .paths import check_output_file
 from .reader import QddFile
 from .writer import assemble_qdd, atomic_write
 
@@ -197,58 +202,140 @@ class QddArrays:
 
 
 def import_zarr(store_path: str | os.PathLike) -> QddArrays:
-    """Read a store written by `export_zarr` back into arrays (checked for consistency)."""
+    """Read a store written by `export_zarr` back into arrays (checked for consistency).
+
+    Every array's declared shape and type is checked against the store's attributes, and
+    their total size against the exported file's size, before any array is read: a
+    store's metadata can declare any shape, and reading it would allocate all of it.
+    """
     import zarr
 
+    where = os.fspath(store_path)
+    if not os.path.isdir(where):
+        problem = "no such directory" if not os.path.lexists(where) else "not a directory"
+        raise QddValueError(f"{where}: {problem}; expected a zarr store exported by quadd")
     try:
-        group = zarr.open_group(str(store_path), mode="r")
+        group = zarr.open_group(where, mode="r")
     except Exception as exc:  # zarr raises many types for a missing or broken store
-        raise QddValueError(f"{store_path}: cannot open zarr group: {exc}") from None
+        raise QddValueError(f"{where}: cannot open zarr group: {exc}") from None
     attrs = group.attrs.get("quadd")
     if not isinstance(attrs, dict) or attrs.get("format") != STORE_FORMAT:
-        raise QddFormatError(f"{store_path}: not a quadd zarr export (no 'quadd' attributes)")
+        raise QddFormatError(f"{where}: not a quadd zarr export (no 'quadd' attributes)")
     if attrs.get("store_version") != STORE_VERSION:
         version = attrs.get("store_version")
-        raise QddFormatError(f"{store_path}: unsupported store version {version}")
+        raise QddFormatError(f"{where}: unsupported store version {version}")
     try:
-        arrays = set(group.array_keys())
-        shape = tuple(int(d) for d in attrs["sample_shape"])
-        bits = int(attrs["bits"])
-        grp = str(attrs["group"])
-        n = int(attrs["n"])
-        packed = np.ascontiguousarray(group["codes"][...], dtype=np.uint8)
-        levels = (np.asarray(group["levels"][...], dtype=np.float32)
-                  if bits != RAW_BITS else None)
-        labels = np.asarray(group["labels"][...], dtype=np.int64) if "labels" in arrays else None
-        denorm_raw = attrs.get("denorm")
-        denorm = None if denorm_raw is None else Denorm(denorm_raw["scale"], denorm_raw["offset"])
+        fields = _store_fields(attrs, where)
+        nodes = _store_nodes(group, fields, attrs.get("file_size"), where)
+        packed = np.ascontiguousarray(nodes["codes"][...], dtype=np.uint8)
+        levels = (np.asarray(nodes["levels"][...], dtype=np.float32)
+                  if "levels" in nodes else None)
+        labels = np.asarray(nodes["labels"][...], dtype=np.int64) if "labels" in nodes else None
         extras = []
-        for name, array_name in attrs.get("extra_sections", []):
-            data = np.asarray(group[array_name][...])
-            extras.append((str(name), data.astype("<f4").tobytes() if name == "soft_labels"
+        for name, array_name in fields["extra_sections"]:
+            data = np.asarray(nodes[array_name][...])
+            extras.append((name, data.astype("<f4").tobytes() if name == "soft_labels"
                            else data.astype(np.uint8).tobytes()))
-        out = QddArrays(
-            packed=packed, levels=levels, labels=labels, sample_shape=shape, bits=bits,
-            group=grp, codebook_dtype=str(attrs.get("codebook_dtype", "f4")),
-            class_names=[str(c) for c in attrs.get("classes", [])], denorm=denorm,
-            meta=dict(attrs.get("meta") or {}), minor=int(attrs.get("qdd_version", [1, 0])[1]),
-            extra_sections=extras, upsample=int(attrs.get("upsample", 1)),
-            upsample_filter=str(attrs.get("upsample_filter", "nearest")),
-        )
-    except QddValueError:
+    except QddFormatError:
         raise
     except (KeyError, TypeError, ValueError) as exc:
+        raise QddFormatError(f"{where}: store is incomplete or inconsistent: {exc!r}") from None
+    del fields["extra_sections"], fields["n"]
+    return QddArrays(packed=packed, levels=levels, labels=labels, extra_sections=extras,
+                     **fields)
+
+
+def _store_fields(attrs: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """The header fields a store's attributes hold, type-checked and range-checked."""
+    try:
+        denorm_raw = attrs.get("denorm")
+        classes = attrs.get("classes", [])
+        meta = attrs.get("meta") or {}
+        extra_raw = attrs.get("extra_sections", [])
+        if not isinstance(classes, list) or not isinstance(meta, dict) or \
+                not isinstance(extra_raw, list):
+            raise TypeError("classes and extra_sections must be lists, meta a map")
+        fields: dict[str, Any] = {
+            "n": int(attrs["n"]),
+            "sample_shape": tuple(int(d) for d in attrs["sample_shape"]),
+            "bits": int(attrs["bits"]),
+            "group": str(attrs["group"]),
+            "codebook_dtype": str(attrs.get("codebook_dtype", "f4")),
+            "class_names": [str(c) for c in classes],
+            "denorm": None if denorm_raw is None else
+            Denorm(denorm_raw["scale"], denorm_raw["offset"]),
+            "meta": dict(meta),
+            "minor": _store_minor(attrs.get("qdd_version", [MAJOR, 0]), where),
+            "upsample": int(attrs.get("upsample", 1)),
+            "upsample_filter": str(attrs.get("upsample_filter", "nearest")),
+            "extra_sections": [(str(name), str(array_name)) for name, array_name in extra_raw],
+        }
+        check_write_args(fields["n"], fields["sample_shape"], fields["bits"], fields["group"],
+                         fields["codebook_dtype"], fields["class_names"], fields["denorm"],
+                         fields["upsample"], fields["upsample_filter"])
+    except QddFormatError:
+        raise
+    except QddValueError as exc:
+        raise QddFormatError(f"{where}: {exc}") from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise QddFormatError(f"{where}: store is incomplete or inconsistent: {exc!r}") from None
+    return fields
+
+
+def _store_minor(version: Any, where: str) -> int:
+    ok = (isinstance(version, list) and len(version) == 2
+          and all(isinstance(v, int) and not isinstance(v, bool) for v in version))
+    if not ok:
+        raise QddFormatError(f"{where}: qdd_version must be [major, minor], got {version!r}")
+    major, minor = version
+    if major != MAJOR or not 0 <= minor <= 0xFFFF:  # the prefix holds minor as a u16
+        raise QddFormatError(f"{where}: unsupported .qdd version {major}.{minor}")
+    return minor
+
+
+def _store_nodes(group: Any, fields: Mapping[str, Any], file_size: Any,
+                 where: str) -> dict[str, Any]:
+    """The store's arrays, opened but not read, after checking their declared shapes."""
+    import zarr
+
+    n, shape, bits = fields["n"], fields["sample_shape"], fields["bits"]
+    k = len(fields["class_names"])
+    present = set(group.array_keys())
+    # name -> (expected shape or None for any 1-D length, allowed dtype kinds)
+    want: dict[str, tuple[tuple[int, ...] | None, str]] = {
+        "codes": ((n, sample_nbytes(math.prod(shape), bits)), "u"),
+    }
+    if bits != RAW_BITS:
+        want["levels"] = ((group_count(fields["group"], n, shape), 1 << bits), "f")
+    if k or "labels" in present:
+        want["labels"] = ((n,), "iu")
+    for name, array_name in fields["extra_sections"]:
+        want[array_name] = ((n, k), "f") if name == "soft_labels" else (None, "u")
+
+    nodes: dict[str, Any] = {}
+    for name, (expected, kinds) in want.items():
+        if name not in present:
+            raise QddFormatError(f"{where}: the store has no array {name!r}")
+        node = group[name]
+        if not isinstance(node, zarr.Array):
+            raise QddFormatError(f"{where}: {name!r} is not an array")
+        got = tuple(int(d) for d in node.shape)
+        if (got != expected) if expected is not None else len(got) != 1:
+            wanted = f"({', '.join(map(str, expected))})" if expected else "one dimension"
+            raise QddFormatError(f"{where}: {name} has shape {got}, attributes imply {wanted}")
+        if node.dtype.kind not in kinds or (kinds == "u" and node.dtype.itemsize != 1):
+            raise QddFormatError(f"{where}: {name} has dtype {node.dtype}")
+        nodes[name] = node
+    lengths = required_lengths(n, shape, bits, fields["group"], fields["codebook_dtype"], k)
+    sections = (lengths["codes"] + lengths["codebooks"] + lengths["labels"]
+                + sum(4 * n * k if name == "soft_labels" else math.prod(nodes[a].shape)
+                      for name, a in fields["extra_sections"]))
+    if isinstance(file_size, int) and PREFIX_SIZE + sections + TRAILER_SIZE > file_size:
         raise QddFormatError(
-            f"{store_path}: store is incomplete or inconsistent: {exc!r}"
-        ) from None
-    if packed.shape != (n, sample_nbytes(int(np.prod(shape)), bits)):
-        raise QddFormatError(f"{store_path}: codes have shape {packed.shape}, attributes imply "
-                             f"({n}, {sample_nbytes(int(np.prod(shape)), bits)})")
-    if levels is not None and levels.shape != (group_count(grp, n, shape), 1 << bits):
-        raise QddFormatError(f"{store_path}: levels have the wrong shape {levels.shape}")
-    if labels is not None and labels.shape != (n,):
-        raise QddFormatError(f"{store_path}: labels have shape {labels.shape}, expected ({n},)")
-    return out
+            f"{where}: its arrays make sections of {sections:,} bytes, more than the "
+            f"exported file's {file_size:,}: the store was modified or damaged"
+        )
+    return nodes
 
 
 def zarr_to_qdd(store_path: str | os.PathLike, out_qdd: str | os.PathLike) -> int:
@@ -259,6 +346,7 @@ def zarr_to_qdd(store_path: str | os.PathLike, out_qdd: str | os.PathLike) -> in
     """
     import zarr
 
+    check_output_file(out_qdd)  # before reading the store, not after
     arrays = import_zarr(store_path)
     chunks = arrays.to_chunks()
     attrs = zarr.open_group(str(store_path), mode="r").attrs["quadd"]

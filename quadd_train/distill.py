@@ -12,12 +12,10 @@ at the end) and :func:`subset` (random real samples).
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import pickle
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -34,6 +32,7 @@ from quadd_codec import (
     write_qdd,
 )
 from quadd_codec.layout import stored_shape as codec_stored_shape
+from quadd_codec.paths import atomic_open, check_output_file
 
 from .devices import available_memory, resolve_device
 from .methods import make_objective
@@ -297,6 +296,8 @@ def _check_written(path: str, budget: int, expected: int) -> int:
 
 
 def _check_dir(path: str) -> None:
+    # What the writer will refuse (-, a device, a folder), refused before any training.
+    check_output_file(path)
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise ValueError(f"cannot write {path}: directory {directory} does not exist")
@@ -372,18 +373,8 @@ def load_checkpoint(path: str, device: torch.device | str = "cpu") -> dict[str, 
 
 
 def _atomic_torch_save(obj: Any, path: str) -> None:
-    directory = os.path.dirname(os.path.abspath(path)) or "."
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path) as f:
+        torch.save(obj, f)
 
 
 def _fingerprint(config: DistillConfig) -> dict[str, Any]:

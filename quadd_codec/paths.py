@@ -1,0 +1,166 @@
+"""Checks on the paths quadd reads and writes, and the atomic file writer.
+
+Outputs are built in a hidden temp file or folder beside the target and renamed into
+place, so an error from that machinery would name a path the user never typed; these
+helpers check the target first and word every failure in terms of the user's path.
+Inputs are checked with `stat` before they are opened: opening a FIFO blocks until a
+writer appears, so `quadd inspect fifo` would hang instead of failing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from .errors import QddValueError
+
+#: What `-` means on the command line; as an output it would be a file literally named
+#: "-", which readers then take for stdin.
+STDIO = "-"
+
+_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def file_kind(mode: int) -> str:
+    """"a regular file", "a directory", "a FIFO (named pipe)", ... for an `st_mode`."""
+    if stat.S_ISREG(mode):
+        return "a regular file"
+    for test, kind in _KINDS:
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
+def check_input_file(path: str | os.PathLike, what: str = "an input file") -> os.stat_result:
+    """Stat `path` and refuse anything but a regular file, without opening it."""
+    shown = os.fspath(path)
+    try:
+        st = os.stat(shown)
+    except OSError as exc:
+        raise QddValueError(f"cannot open {shown}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise QddValueError(f"{shown} is {file_kind(st.st_mode)}, not {what}")
+    return st
+
+
+def _parent(shown: str) -> str:
+    """The directory an output goes into, as the user would write it."""
+    return os.path.dirname(shown) or "."
+
+
+def _check_common(shown: str) -> None:
+    if shown == "":
+        raise QddValueError("the output path is empty")
+    if shown == STDIO:
+        raise QddValueError(
+            "cannot write to '-': output goes to a named file or folder, not stdout"
+        )
+    parent = _parent(shown)
+    if not os.path.isdir(parent):
+        problem = (f"directory {parent} does not exist" if not os.path.lexists(parent)
+                   else f"{parent} is not a directory")
+        raise QddValueError(f"cannot write {shown}: {problem}")
+
+
+def check_output_file(path: str | os.PathLike) -> str:
+    """Refuse an output file that could not be, or must not be, replaced; returns its
+    parent directory.
+
+    Only a regular file is ever replaced: renaming over a device node, a FIFO or a
+    directory would destroy something that is not a data file (or fail half way).
+    """
+    shown = os.fspath(path)
+    _check_common(shown)
+    if shown.endswith(("/", os.sep)):
+        raise QddValueError(f"cannot write {shown}: the name ends with a path separator")
+    try:
+        st = os.stat(shown)
+    except FileNotFoundError:
+        return _parent(shown)
+    except OSError as exc:
+        raise QddValueError(f"cannot write {shown}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise QddValueError(f"cannot write {shown}: it exists and is {file_kind(st.st_mode)}"
+                            + ("" if stat.S_ISDIR(st.st_mode) else
+                               "; only a regular file is replaced"))
+    return _parent(shown)
+
+
+def check_output_dir(path: str | os.PathLike, replace: bool = False) -> str:
+    """Refuse an output folder that could not be, or must not be, created or replaced
+    (a non-empty one only with `replace`); returns its parent directory.
+
+    The current directory and its ancestors are refused: replacing them cannot work
+    (the rename fails with "busy") and would pull the ground from under the caller.
+    """
+    shown = os.fspath(path)
+    _check_common(shown)
+    target = Path(shown)
+    resolved, cwd = target.resolve(), Path.cwd().resolve()
+    if resolved == cwd or resolved in cwd.parents:
+        raise QddValueError(
+            f"cannot write {shown}: it is the current directory or contains it; "
+            "name a new folder"
+        )
+    if os.path.lexists(shown) and not target.is_dir():
+        raise QddValueError(f"cannot write {shown}: it exists and is not a directory")
+    if not replace and target.is_dir() and any(target.iterdir()):
+        raise QddValueError(
+            f"cannot write {shown}: it exists and is not empty (use --force to replace it)"
+        )
+    return _parent(shown)
+
+
+def write_error(shown: str, exc: OSError) -> OSError:
+    """`exc` reworded to name the output the user asked for, not a temp path."""
+    return OSError(exc.errno, f"cannot write {shown}: {exc.strerror or exc}")
+
+
+def is_about(exc: OSError, *paths: str | os.PathLike) -> bool:
+    """Whether `exc` concerns one of `paths` (or a path inside one), or names no path."""
+    if exc.filename is None:
+        return True
+    # Absolute on both sides: a library may report a relative temp path as absolute.
+    name = os.path.abspath(os.fspath(exc.filename))
+    roots = [os.path.abspath(os.fspath(p)) for p in paths]
+    return any(name == root or name.startswith(root + os.sep) for root in roots)
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
+    """Open a temp file beside `path`; on success fsync and rename it over `path`.
+
+    On any error (or Ctrl-C) the temp file is deleted and `path` is left as it was;
+    errors of the writing itself are reported against `path`.
+    """
+    shown = os.fspath(path)
+    directory = check_output_file(shown)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(shown)}.", suffix=".tmp",
+                                   dir=directory)
+    except OSError as exc:
+        raise write_error(shown, exc) from None
+    try:
+        with os.fdopen(fd, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, shown)
+    except BaseException as exc:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        if isinstance(exc, OSError) and is_about(exc, tmp, shown):
+            raise write_error(shown, exc) from None
+        raise
