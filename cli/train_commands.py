@@ -73,15 +73,17 @@ _group_opt = click.option(
 )
 
 
-def _load(dataset: str, data_dir: str | None, output: str | None = None) -> Any:
+def _load(dataset: str, data_dir: str | None, *outputs: str | None) -> Any:
     import os
 
     from quadd_train.data import load_dataset
 
     # Writing over the dataset being read would replace it with the result.
-    if output is not None and os.path.exists(dataset) and os.path.exists(output) \
-            and os.path.samefile(dataset, output):
-        raise ValueError(f"the output {output} is the input dataset; choose another -o")
+    source = os.path.expanduser(dataset)
+    for target in filter(None, outputs):
+        if os.path.exists(source) and os.path.exists(target) \
+                and os.path.samefile(source, target):
+            raise ValueError(f"{target} is the input dataset; write the result elsewhere")
     return load_dataset(dataset, data_dir)
 
 
@@ -250,7 +252,8 @@ def distill_command(
         bf16=bf16, compile=compile_,
     )
     try:
-        bundle = _load(dataset, data_dir, output)
+        bundle = _load(dataset, data_dir, output,
+                       checkpoint_path or (output + ".ckpt" if checkpoint_every else None))
         res = distill(cfg, bundle, output, progress=progress)
     except _errors() as exc:
         fail(describe(exc))

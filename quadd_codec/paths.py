@@ -104,7 +104,9 @@ def check_output_dir(path: str | os.PathLike, replace: bool = False) -> str:
     The current directory and its ancestors are refused: replacing them cannot work
     (the rename fails with "busy") and would pull the ground from under the caller.
     """
+    # "out/" names the folder out, whose parent is ".", not out itself.
     shown = os.fspath(path)
+    shown = shown.rstrip("/" + os.sep) or shown
     _check_common(shown)
     target = Path(shown)
     resolved, cwd = target.resolve(), Path.cwd().resolve()

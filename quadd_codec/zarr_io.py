@@ -330,7 +330,11 @@ def _store_nodes(group: Any, fields: Mapping[str, Any], file_size: Any,
     sections = (lengths["codes"] + lengths["codebooks"] + lengths["labels"]
                 + sum(4 * n * k if name == "soft_labels" else math.prod(nodes[a].shape)
                       for name, a in fields["extra_sections"]))
-    if isinstance(file_size, int) and PREFIX_SIZE + sections + TRAILER_SIZE > file_size:
+    # Every export records the file's size; without it nothing bounds what the arrays
+    # (whose shapes the attributes alone vouch for) would make us read.
+    if not isinstance(file_size, int) or isinstance(file_size, bool):
+        raise QddFormatError(f"{where}: the store lacks a valid file_size attribute")
+    if PREFIX_SIZE + sections + TRAILER_SIZE > file_size:
         raise QddFormatError(
             f"{where}: its arrays make sections of {sections:,} bytes, more than the "
             f"exported file's {file_size:,}: the store was modified or damaged"

@@ -424,8 +424,8 @@ def _labels(y: np.ndarray, key: str) -> np.ndarray:
     integer array (or integral floats) of 0..MAX_CLASSES-1."""
     from quadd_codec.layout import MAX_CLASSES
 
-    if y.dtype == np.bool_ or not (np.issubdtype(y.dtype, np.integer)
-                                   or np.issubdtype(y.dtype, np.floating)):
+    if not (y.dtype == np.bool_ or np.issubdtype(y.dtype, np.integer)
+            or np.issubdtype(y.dtype, np.floating)):
         raise ValueError(f"{key} must hold integer class indices, got dtype {y.dtype}")
     flat = y.reshape(-1)
     if np.issubdtype(flat.dtype, np.floating):
@@ -478,6 +478,15 @@ def _channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, np.maximum(std, 1e-8)
 
 
+def check_every_class_has_samples(bundle: DatasetBundle) -> None:
+    """Distilling (and planning it) needs real samples of every class to start from."""
+    counts = np.bincount(bundle.y_train.numpy(), minlength=bundle.num_classes)
+    if (counts == 0).any():
+        empty = [str(bundle.class_names[i]) for i in np.flatnonzero(counts == 0)[:5]]
+        raise ValueError(f"{bundle.name}: class(es) {', '.join(empty)} have no training "
+                         "samples to distill from")
+
+
 def _check_labels(y: np.ndarray, k: int, key: str) -> None:
     if y.size and (y.min() < 0 or y.max() >= k):
         raise ValueError(f"{key} has labels outside 0..{k - 1}")
@@ -492,10 +501,6 @@ def _bundle(name, x_tr, y_tr, x_te, y_te, classes: list[str]) -> DatasetBundle:
         raise ValueError("the training split is empty")
     _check_labels(y_tr, len(classes), "y_train")
     _check_labels(y_te, len(classes), "y_test")
-    counts = np.bincount(np.asarray(y_tr, dtype=np.int64), minlength=len(classes))
-    if (counts == 0).any():
-        empty = [str(classes[i]) for i in np.flatnonzero(counts == 0)[:5]]
-        raise ValueError(f"class(es) {', '.join(empty)} have no training samples")
     # A feature vector (N, F) is one channel (FORMAT.md: C is 1 for 1-D samples).
     mean, std = _channel_stats(x_tr[:, None] if x_tr.ndim == 2 else x_tr)
     return DatasetBundle(

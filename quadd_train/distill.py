@@ -34,6 +34,7 @@ from quadd_codec import (
 from quadd_codec.layout import stored_shape as codec_stored_shape
 from quadd_codec.paths import atomic_open, check_output_file
 
+from .data import check_every_class_has_samples
 from .devices import available_memory, resolve_device
 from .methods import make_objective
 from .methods.dm import default_mode, default_pool
@@ -447,6 +448,7 @@ class Plan:
 def plan(config: DistillConfig, bundle: Any) -> Plan:
     """How many samples per class ``config`` fits into its budget, and the exact file
     size, from the codec (the same numbers ``distill`` uses)."""
+    check_every_class_has_samples(bundle)
     layout = file_layout(config, bundle)
     k = len(layout.class_names)
     ipc = layout.max_ipc(config.budget_bytes)
@@ -469,6 +471,7 @@ def distill(
     offset=mean)``. Its size is checked against the budget after writing.
     """
     config.validate()
+    check_every_class_has_samples(bundle)
     if len(bundle.sample_shape) != 3:
         raise ValueError(f"distill trains ConvNets and needs image samples (C, H, W); "
                          f"{bundle.name} has samples of shape {tuple(bundle.sample_shape)}")

@@ -127,6 +127,20 @@ def test_store_with_consistent_huge_sizes_is_bounded_by_the_file_size(store, mon
         import_zarr(store)
 
 
+def test_store_without_its_file_size_is_refused_before_reading(store, monkeypatch):
+    # Without file_size nothing bounds the sizes the edited attributes vouch for.
+    n = 10**6
+    def edit(m):
+        m["attributes"]["quadd"]["n"] = n
+        del m["attributes"]["quadd"]["file_size"]
+    _edit_json(store / "zarr.json", edit)
+    _edit_json(store / "codes" / "zarr.json", lambda m: m.__setitem__("shape", [n, 4]))
+    _edit_json(store / "labels" / "zarr.json", lambda m: m.__setitem__("shape", [n]))
+    _no_array_reads(monkeypatch)
+    with pytest.raises(QddFormatError, match="lacks a valid file_size"):
+        import_zarr(store)
+
+
 def test_store_with_a_malformed_qdd_version(runner, store):
     _edit_json(store / "zarr.json",
                lambda m: m["attributes"]["quadd"].__setitem__("qdd_version", "x"))
@@ -285,3 +299,16 @@ def test_summary_says_larger_when_the_output_is_larger(runner, work):
 )
 def test_path_problems_exit_1_in_every_codec_command(runner, work, args):
     error_line(run(runner, *args), code=1)
+
+
+def test_an_output_folder_named_with_a_trailing_slash(work):
+    # "out/" is the folder out in the current directory, not something inside out.
+    from quadd_codec.imagefolder import atomic_directory
+
+    with atomic_directory("fresh/") as tmp:
+        (Path(tmp) / "a.txt").write_text("x")
+    assert (work / "fresh" / "a.txt").read_text() == "x"
+    (work / "empty").mkdir()
+    with atomic_directory("empty/") as tmp:
+        (Path(tmp) / "b.txt").write_text("y")
+    assert (work / "empty" / "b.txt").read_text() == "y" and _leftovers(work) == []

@@ -51,8 +51,6 @@ def _error(*args: str) -> str:
     ({"y_train": np.arange(40) % 4 + 0.5}, "non-integral values"),
     ({"y_train": -(np.arange(40) % 4)}, "negative labels"),
     ({"x_test": np.full((8, 1, 8, 8), np.inf, np.float32)}, "x_test holds NaN or infinite"),
-    ({"y_train": np.where(np.arange(40) % 4 == 3, 0, np.arange(40) % 4)},
-     "class(es) 3 have no training samples"),
 ])
 def test_a_bad_npz_dataset_is_refused_when_loaded(tmp_path, override, message):
     path = _npz(tmp_path / "d.npz", **override)
@@ -62,9 +60,25 @@ def test_a_bad_npz_dataset_is_refused_when_loaded(tmp_path, override, message):
     assert message in _error("plan", "-b", "2KiB", "-d", path)
 
 
-def test_integral_float_labels_are_read_as_classes(tmp_path):
-    bundle = load_dataset(_npz(tmp_path / "d.npz", y_train=(np.arange(40) % 4).astype(float)))
+@pytest.mark.parametrize("labels", [(np.arange(40) % 4).astype(float),
+                                    (np.arange(40) % 4).astype(np.uint8)])
+def test_integral_float_and_small_integer_labels_are_read_as_classes(tmp_path, labels):
+    bundle = load_dataset(_npz(tmp_path / "d.npz", y_train=labels))
     assert bundle.y_train.dtype == torch.int64 and bundle.num_classes == 4
+
+
+def test_bool_labels_are_two_classes_as_in_encode(tmp_path):
+    y = np.arange(40) % 2 == 1
+    bundle = load_dataset(_npz(tmp_path / "d.npz", y_train=y, y_test=y[:8]))
+    assert bundle.num_classes == 2 and bundle.y_train.sum() == 20
+
+
+def test_a_class_without_training_samples_stops_plan_and_distill_not_loading(tmp_path):
+    path = _npz(tmp_path / "d.npz", y_train=np.where(np.arange(40) % 4 == 3, 0, np.arange(40) % 4))
+    assert load_dataset(path).num_classes == 4  # subset and eval can still use it
+    assert "class(es) 3 have no training samples" in _error("plan", "-b", "2KiB", "-d", path)
+    assert "class(es) 3 have no training samples" in _error(
+        "distill", "-b", "2KiB", "-n", "1", "-d", path, "-o", str(tmp_path / "o.qdd"))
 
 
 def test_feature_vectors_are_one_channel_for_subset_and_refused_by_distill(tmp_path):
@@ -85,6 +99,15 @@ def test_the_output_may_not_be_the_input_dataset(tmp_path, command):
     extra = ["-n", "1"] if command == "distill" else []
     assert "is the input dataset" in _error(command, "-b", "2KiB", "-d", path, *extra,
                                             "-o", path)
+    assert (tmp_path / "d.npz").read_bytes() == before
+
+
+def test_the_checkpoint_may_not_be_the_input_dataset(tmp_path):
+    path = _npz(tmp_path / "d.npz")
+    before = (tmp_path / "d.npz").read_bytes()
+    assert "is the input dataset" in _error(
+        "distill", "-b", "2KiB", "-d", path, "-n", "2", "--checkpoint-every", "1",
+        "--checkpoint", path, "-o", str(tmp_path / "o.qdd"))
     assert (tmp_path / "d.npz").read_bytes() == before
 
 
