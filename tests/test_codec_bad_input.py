@@ -117,27 +117,25 @@ def test_store_declaring_a_huge_codes_array_fails_before_reading(runner, store, 
     assert not Path("back.qdd").exists()
 
 
-def test_store_with_consistent_huge_sizes_is_bounded_by_the_file_size(store, monkeypatch):
-    n = 10**6
-    _edit_json(store / "zarr.json", lambda m: m["attributes"]["quadd"].__setitem__("n", n))
-    _edit_json(store / "codes" / "zarr.json", lambda m: m.__setitem__("shape", [n, 4]))
-    _edit_json(store / "labels" / "zarr.json", lambda m: m.__setitem__("shape", [n]))
-    _no_array_reads(monkeypatch)
-    with pytest.raises(QddFormatError, match="more than the exported file"):
-        import_zarr(store)
-
-
-def test_store_without_its_file_size_is_refused_before_reading(store, monkeypatch):
+@pytest.mark.parametrize("keep_file_size, message", [
+    (True, "more than the exported file"),
     # Without file_size nothing bounds the sizes the edited attributes vouch for.
+    (False, "lacks a valid file_size"),
+])
+def test_store_with_consistent_huge_sizes_is_refused_before_reading(
+        store, monkeypatch, keep_file_size, message):
     n = 10**6
+
     def edit(m):
         m["attributes"]["quadd"]["n"] = n
-        del m["attributes"]["quadd"]["file_size"]
+        if not keep_file_size:
+            del m["attributes"]["quadd"]["file_size"]
+
     _edit_json(store / "zarr.json", edit)
     _edit_json(store / "codes" / "zarr.json", lambda m: m.__setitem__("shape", [n, 4]))
     _edit_json(store / "labels" / "zarr.json", lambda m: m.__setitem__("shape", [n]))
     _no_array_reads(monkeypatch)
-    with pytest.raises(QddFormatError, match="lacks a valid file_size"):
+    with pytest.raises(QddFormatError, match=message):
         import_zarr(store)
 
 
