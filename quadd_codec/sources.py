@@ -242,6 +242,34 @@ def _load_npy(path: Path) -> np.ndarray:
     return arr
 
 
+def host_available_memory() -> int | None:
+    """The host's MemAvailable in bytes on Linux; None where it cannot be told."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _check_fits(where: str, **arrays: Any) -> None:
+    """Refuse zarr arrays whose declared sizes together exceed the free memory, before
+    reading any: a store's metadata can declare any shape, and missing chunks read as
+    fill values."""
+    free = host_available_memory()
+    sizes = {name: math.prod(int(d) for d in a.shape) * a.dtype.itemsize
+             for name, a in arrays.items()}
+    if free is not None and sum(sizes.values()) > free:
+        name = max(sizes, key=sizes.__getitem__)
+        a = arrays[name]
+        raise QddValueError(
+            f"{where}: {name} declares shape {tuple(a.shape)} of {a.dtype} "
+            f"({sizes[name] / 2**30:.1f} GiB), more than the {free / 2**30:.1f} GiB free"
+        )
+
+
 def _load_zarr(path: Path) -> tuple[np.ndarray, np.ndarray | None, Any | None]:
     import zarr
 
@@ -251,6 +279,7 @@ def _load_zarr(path: Path) -> tuple[np.ndarray, np.ndarray | None, Any | None]:
         raise QddValueError(f"{path}: cannot open zarr store: {exc}") from None
     try:
         if isinstance(node, zarr.Array):
+            _check_fits(str(path), array=node)
             return node[...], None, None
         arrays = set(node.array_keys())
         if "x" not in arrays:
@@ -258,6 +287,8 @@ def _load_zarr(path: Path) -> tuple[np.ndarray, np.ndarray | None, Any | None]:
                     if "quadd" in node.attrs else "")
             found = ", ".join(sorted(arrays)) or "none"
             raise QddValueError(f"{path}: zarr group has no array 'x' (arrays: {found}){hint}")
+        present = {k: node[k] for k in ("x", "y", "classes") if k in arrays}
+        _check_fits(str(path), **present)
         y = node["y"][...] if "y" in arrays else None
         classes = node.attrs.get("classes")
         if classes is None and "classes" in arrays:

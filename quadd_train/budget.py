@@ -54,6 +54,8 @@ def parse_size(text: str | int) -> int:
         raise ValueError(f"size {text!r} is not a whole number of bytes")
     if value <= 0:
         raise ValueError(f"size must be positive, got {text!r}")
+    if value >= 2**63:  # FORMAT.md records sizes as 64-bit integers
+        raise ValueError(f"size {text!r} is larger than any file can be")
     return int(value)
 
 

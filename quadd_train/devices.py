@@ -42,11 +42,6 @@ def available_memory(device: torch.device) -> int | None:
     MemAvailable on Linux; None where it cannot be told."""
     if device.type == "cuda":
         return int(torch.cuda.mem_get_info(device)[0])
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
+    from quadd_codec.sources import host_available_memory
+
+    return host_available_memory()

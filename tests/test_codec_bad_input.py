@@ -139,6 +139,22 @@ def test_store_with_consistent_huge_sizes_is_refused_before_reading(
         import_zarr(store)
 
 
+def test_zarr_source_declaring_more_than_free_memory_is_refused_before_reading(
+        runner, work, monkeypatch):
+    # An encode source (not an export): any shape can be declared, and missing chunks
+    # read as fill values, so a tiny store could ask for terabytes.
+    import zarr
+
+    group = zarr.open_group("src.zarr", mode="w")
+    group.create_array("x", shape=(10**7, 1, 64, 64), chunks=(1, 1, 64, 64), dtype="u1")
+    group.create_array("y", shape=(10**7,), chunks=(1000,), dtype="i8")
+    _no_array_reads(monkeypatch)
+    monkeypatch.setattr("quadd_codec.sources.host_available_memory", lambda: 1 << 30)
+    line = error_line(run(runner, "encode", "src.zarr", "-b", "4", "-o", "e.qdd"))
+    assert "declares shape" in line and "GiB free" in line
+    assert not Path("e.qdd").exists()
+
+
 def test_store_with_a_malformed_qdd_version(runner, store):
     _edit_json(store / "zarr.json",
                lambda m: m["attributes"]["quadd"].__setitem__("qdd_version", "x"))

@@ -278,7 +278,8 @@ def test_parse_size(text: str | int, expected: int) -> None:
     assert parse_size(text) == expected
 
 
-@pytest.mark.parametrize("text", ["", "abc", "12XB", "-5KB", "0", "1.3B", "KiB", "1e3"])
+@pytest.mark.parametrize("text", ["", "abc", "12XB", "-5KB", "0", "1.3B", "KiB", "1e3",
+                                  "99999999999999999999999"])
 def test_parse_size_rejects(text: str) -> None:
     with pytest.raises(ValueError):
         parse_size(text)
