@@ -620,6 +620,10 @@ def distill(
             disable=not progress,
             dynamic_ncols=True,
         )
+        if config.objective_options().get("compile") and start_it < config.iterations:
+            # The first step compiles (a minute or so on a fresh machine): say why the bar
+            # waits; the loss replaces this after it.
+            bar.set_postfix_str("compiling the first step", refresh=True)
         t_loop = time.perf_counter()
         done = 0
         try:
@@ -638,7 +642,6 @@ def distill(
                 if opt_q is not None and not warm:
                     opt_q.step()
                 done += 1
-                bar.update(1)
                 # Reading the loss waits for the GPU; every iteration would serialize it.
                 last = it == config.iterations - 1
                 ckpt = bool(config.checkpoint_every) and (it + 1) % config.checkpoint_every == 0
@@ -651,6 +654,7 @@ def distill(
                             "try a smaller --lr-img or --lr-quant"
                         )
                     bar.set_postfix(loss=f"{last_loss / num_classes:.4f}", refresh=False)
+                bar.update(1)  # after the postfix, so this refresh shows the new loss
                 if ckpt:
                     save_checkpoint(it + 1)
         finally:

@@ -390,12 +390,16 @@ class DMObjective(Objective):
             dynamic_ncols=True,
         )
         means = []
+        if self._compiled:
+            bar.set_postfix_str("compiling on the first network", refresh=True)
         with contextlib.closing(bar):
             for p in bar:
                 self._settle_layout()
                 _net_seed, _dsa, rng = self._entry(p)
                 means.append(self._real_means(self._net(p), self._pool_seeds[p], rng,
                                               self.real_per_class))
+                if p == 0 and self._compiled:
+                    bar.set_postfix_str("", refresh=False)
         self._pool_means = torch.stack(means)
 
     def _resident_bytes(self) -> int:
