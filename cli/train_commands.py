@@ -4,6 +4,7 @@ that fits a byte budget; ``quadd plan``: what fits a budget at each bit width.""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import asdict
 from typing import Any
@@ -74,8 +75,6 @@ _group_opt = click.option(
 
 
 def _load(dataset: str, data_dir: str | None, *outputs: str | None) -> Any:
-    import os
-
     from quadd_train.data import load_dataset
 
     # Writing over the dataset being read would replace it with the result.
@@ -251,12 +250,25 @@ def distill_command(
         pool_train_batch=pool_train_batch, dsa=not no_dsa, channels_last=channels_last,
         bf16=bf16, compile=compile_,
     )
+    ckpt = checkpoint_path or output + ".ckpt"
+    if resume and not os.path.exists(ckpt):
+        click.echo(f"quadd: note: no checkpoint at {ckpt}; starting from the beginning",
+                   err=True)
     try:
         bundle = _load(dataset, data_dir, output,
-                       checkpoint_path or (output + ".ckpt" if checkpoint_every else None))
+                       ckpt if checkpoint_every or checkpoint_path else None)
         res = distill(cfg, bundle, output, progress=progress)
     except _errors() as exc:
         fail(describe(exc))
+    except KeyboardInterrupt:
+        if checkpoint_every and os.path.exists(ckpt):
+            from quadd_train.distill import load_checkpoint
+
+            at = load_checkpoint(ckpt)["iteration"]
+            click.echo(f"quadd: interrupted; the checkpoint of iteration {at} is in {ckpt}: "
+                       "run the same command with --resume to go on", err=True)
+            sys.exit(130)
+        raise
     if as_json:
         click.echo(json_line(asdict(res)))
     else:
@@ -264,10 +276,14 @@ def distill_command(
         pool = (f" (DM pool {res.pool_size} x {res.real_per_class} real/class, set up in "
                 f"{res.prepare_seconds:.0f} s)" if res.pool_size is not None else
                 " (plain DM loop)" if res.dm_mode == "plain" else "")
+        stored = f", stored {upsample}x smaller per side" if upsample > 1 else ""
+        resumed = f", resumed from {res.resumed_from}" if res.resumed_from else ""
+        classes = max(res.n // max(res.ipc, 1), 1)
         click.echo(
-            f"wrote {res.path}: {res.n} samples ({res.ipc}/class) at {res.bits} bits, "
+            f"wrote {res.path}: {res.n} samples ({res.ipc}/class) at {res.bits} bits{stored}, "
             f"{res.file_bytes} of {res.budget_bytes} bytes; {res.iterations} iterations"
-            f"{pool}, final loss {res.final_loss:.4f}, {res.it_per_s:.2f} it/s"
+            f"{resumed}{pool}, final loss/class {res.final_loss / classes:.4f}, "
+            f"{res.it_per_s:.2f} it/s"
         )
 
 
@@ -382,6 +398,9 @@ def plan_command(
         else:
             click.echo(f"{r.bits:>4}  {r.ipc:>9}  {r.n:>7}  {r.file_bytes:>10,}  "
                        f"{r.budget_bytes - r.file_bytes:>7,}")
+    # The file records its settings, so their digits count too.
+    click.echo(f"(exact sizes for distill with --iterations {iterations} and --seed {seed}, "
+               "which the file records; other values can shift them by a few bytes)")
     smallest = int(bundle.y_train.bincount(minlength=bundle.num_classes).min())
     if any(r.ipc > smallest for r in rows):
         click.echo(f"note: some rows afford more samples per class than the smallest class "

@@ -254,6 +254,9 @@ def _load_archive(canon: str, archive: Path, cache_dir: Path) -> DatasetBundle:
         except Exception:  # a corrupt cache is rebuilt, not fatal
             npz.unlink(missing_ok=True)
     dest = base / stem
+    # Extracting and decoding tens of thousands of images takes a minute or more, once.
+    print(f"quadd: decoding {archive} into {npz} (once per archive)", file=sys.stderr,
+          flush=True)
     if not dest.is_dir():
         # Extract beside the final name and rename: concurrent loaders or an interrupted
         # run never leave (or see) a half-extracted folder under the final name.
@@ -277,6 +280,9 @@ def _load_archive(canon: str, archive: Path, cache_dir: Path) -> DatasetBundle:
         )
     x_tr, y_tr, x_te, y_te, classes = _decode_folder(root, canon)
     _write_npz_atomic(npz, x_tr, y_tr, x_te, y_te, classes)
+    # The .npz holds everything now; the extracted images would only take disk space
+    # (236 MB for CIFAR-10), and a damaged .npz is rebuilt from the archive.
+    shutil.rmtree(dest, ignore_errors=True)
     return _bundle(canon, x_tr, y_tr, x_te, y_te, classes)
 
 

@@ -514,8 +514,9 @@ def distill(
         now = _fingerprint(config)
         if then != now:
             diff = sorted(k for k in set(then) | set(now) if then.get(k) != now.get(k))
+            shown = ", ".join(f"{k} {then.get(k)!r} there, {now.get(k)!r} now" for k in diff)
             raise ValueError(
-                f"checkpoint {ckpt_path} was made with different settings ({', '.join(diff)})"
+                f"checkpoint {ckpt_path} was made with different settings ({shown})"
             )
         if int(state["iteration"]) > config.iterations:
             # Writing that later state as an N-iteration file would mislabel it.
@@ -653,7 +654,9 @@ def distill(
                             f"distillation diverged: loss {last_loss} at iteration {it + 1}; "
                             "try a smaller --lr-img or --lr-quant"
                         )
-                    bar.set_postfix(loss=f"{last_loss / num_classes:.4f}", refresh=False)
+                    # Per class, as the summary also prints it: comparable across datasets.
+                    bar.set_postfix_str(f"loss/class {last_loss / num_classes:.4f}",
+                                        refresh=False)
                 bar.update(1)  # after the postfix, so this refresh shows the new loss
                 if ckpt:
                     save_checkpoint(it + 1)

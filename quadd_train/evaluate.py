@@ -329,11 +329,18 @@ def _protocol(
     start = time.perf_counter()
     with tqdm(total=runs * epochs, desc="eval", disable=not progress, unit="ep") as bar:
         if jobs > 1:
+            # The workers report nothing until a run ends: say so rather than look stuck.
+            bar.set_postfix_str(f"{runs} runs in {jobs} worker processes; the bar moves "
+                                "as runs finish", refresh=True)
             accs, compiled = _parallel_runs(dataset, bundle, runs, epochs, seed, jobs,
                                             batch_size, dsa, normalized, bar, compile)
         else:
             def tick(loss: float) -> None:
                 bar.set_postfix(run=f"{len(accs) + 1}/{runs}", loss=f"{loss:.3f}", refresh=False)
+                if (bar.n + 1) % epochs == 0:
+                    # Testing on the whole test split follows and can take a while.
+                    bar.set_postfix_str(f"run {len(accs) + 1}/{runs}: testing on "
+                                        f"{len(bundle.y_test):,} images", refresh=False)
                 bar.update(1)
 
             for r in range(runs):
@@ -354,8 +361,9 @@ def _protocol(
                 compiled.append(ran_compiled)
     return {
         "dataset": bundle.name,
-        "accuracy": float(np.mean(accs)),  # percent
-        "std": float(np.std(accs)),  # percent, population std over runs
+        # Percent; rounded to what a test split of up to a million images can resolve.
+        "accuracy": round(float(np.mean(accs)), 4),
+        "std": round(float(np.std(accs)), 4),  # population std over runs
         "unit": "percent",
         "runs": runs,
         "accuracies": accs,
@@ -411,7 +419,7 @@ def evaluate_tensors(
 def _some(names: list[str], shown: int = 8) -> str:
     """A class list short enough for a one-line error."""
     if len(names) <= shown:
-        return str(names)
+        return f"classes {names}"
     return f"{len(names)} classes [{', '.join(map(repr, names[:shown]))}, ...]"
 
 
@@ -419,7 +427,7 @@ def _check_qdd_matches(ds: Any, bundle: DatasetBundle, path: str) -> None:
     names = list(getattr(ds, "class_names", None) or [])
     if names and names != list(bundle.class_names):
         raise ValueError(
-            f"{path} has classes {_some(names)}, but dataset {bundle.name} has "
+            f"{path} has {_some(names)}, but dataset {bundle.name} has "
             f"{_some(list(bundle.class_names))}"
         )
     num = getattr(ds, "num_classes", None)

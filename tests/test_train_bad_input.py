@@ -225,3 +225,28 @@ def test_plan_says_when_a_budget_affords_more_samples_than_a_class_has():
     assert code == 0 and "more samples per class than the smallest class has (139)" in out
     code, out = _run("plan", "-b", "2KiB")
     assert code == 0 and "note:" not in out
+
+
+def test_the_summary_says_what_ran_and_an_interrupt_says_how_to_go_on(tmp_path, monkeypatch):
+    out = str(tmp_path / "c.qdd")
+    code, text = _run("distill", "-b", "2KiB", "-n", "2", "--checkpoint-every", "2",
+                      "--upsample", "2", "-o", out)
+    assert code == 0 and "stored 2x smaller per side" in text and "final loss/class" in text
+    code, text = _run("distill", "-b", "2KiB", "-n", "4", "--checkpoint-every", "2",
+                      "--upsample", "2", "--resume", "-o", out)
+    assert code == 0 and "4 iterations, resumed from 2" in text, text
+
+    # --resume without a checkpoint starts over, and says so.
+    result = CliRunner().invoke(main, ["distill", "-b", "2KiB", "-n", "1", "--resume",
+                                       "-o", str(tmp_path / "new.qdd")])
+    assert result.exit_code == 0 and "no checkpoint at" in result.stderr
+
+    # Ctrl-C names the checkpoint to resume from (here the one at iteration 4).
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("quadd_train.distill.distill", interrupted)
+    result = CliRunner().invoke(main, ["distill", "-b", "2KiB", "-n", "6", "--checkpoint-every",
+                                       "2", "--upsample", "2", "-o", out])
+    assert result.exit_code == 130
+    assert "checkpoint of iteration 4" in result.stderr and "--resume" in result.stderr
