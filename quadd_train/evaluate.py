@@ -13,7 +13,9 @@ user of the file gets. ``evaluate_tensors`` runs the same protocol on an in-memo
 
 from __future__ import annotations
 
+import contextlib
 import os
+import queue
 import time
 import warnings
 from collections.abc import Sequence
@@ -279,25 +281,42 @@ def _parallel_runs(
     slim = dataclasses.replace(bundle, x_train=bundle.x_train[:1], y_train=bundle.y_train[:1])
     threads = max(1, torch.get_num_threads() // jobs)
     # spawn, not fork: forking a process whose thread pools are running can deadlock.
-    with ProcessPoolExecutor(
-        max_workers=jobs,
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=_worker_setup,
-        initargs=(threads, _eval_constants()),
-    ) as pool:
-        futures = [
-            pool.submit(_train_run, dataset, slim, epochs, seed + r, "cpu", batch_size,
-                        dsa, normalized, None, compile)
-            for r in range(runs)
-        ]
-        accs, compiled = [], []
-        for r, fut in enumerate(futures):
-            acc, ran_compiled = fut.result()
-            accs.append(acc)
-            compiled.append(ran_compiled)
-            bar.set_postfix(run=f"{r + 1}/{runs}", refresh=False)
-            bar.update(epochs)
-    return accs, compiled
+    ctx = multiprocessing.get_context("spawn")
+    # With a bar, workers report each epoch through a queue, so it moves as they train.
+    manager = ctx.Manager() if not bar.disable else None
+    ticks = manager.Queue() if manager is not None else None
+    try:
+        with ProcessPoolExecutor(
+            max_workers=jobs,
+            mp_context=ctx,
+            initializer=_worker_setup,
+            initargs=(threads, _eval_constants()),
+        ) as pool:
+            futures = [
+                pool.submit(_train_run, dataset, slim, epochs, seed + r, "cpu", batch_size,
+                            dsa, normalized, _EpochTick(ticks) if ticks else None, compile)
+                for r in range(runs)
+            ]
+            while ticks is not None and not all(f.done() for f in futures):
+                with contextlib.suppress(queue.Empty):
+                    ticks.get(timeout=0.2)
+                    bar.update(1)
+            results = [f.result() for f in futures]
+    finally:
+        if manager is not None:
+            manager.shutdown()
+    bar.update(runs * epochs - bar.n)  # the ticks still queued when the last run ended
+    return [r[0] for r in results], [r[1] for r in results]
+
+
+class _EpochTick:
+    """A worker's per-epoch callback: one item on the parent's queue per epoch."""
+
+    def __init__(self, ticks: Any) -> None:
+        self.ticks = ticks
+
+    def __call__(self, loss: float) -> None:
+        self.ticks.put(1)
 
 
 def _protocol(
@@ -329,9 +348,7 @@ def _protocol(
     start = time.perf_counter()
     with tqdm(total=runs * epochs, desc="eval", disable=not progress, unit="ep") as bar:
         if jobs > 1:
-            # The workers report nothing until a run ends: say so rather than look stuck.
-            bar.set_postfix_str(f"{runs} runs in {jobs} worker processes; the bar moves "
-                                "as runs finish", refresh=True)
+            bar.set_postfix_str(f"{runs} runs in {jobs} worker processes", refresh=True)
             accs, compiled = _parallel_runs(dataset, bundle, runs, epochs, seed, jobs,
                                             batch_size, dsa, normalized, bar, compile)
         else:

@@ -202,6 +202,22 @@ def test_parallel_runs_match_sequential_runs(digits, digits_qdd, monkeypatch):
     with pytest.raises(ValueError, match="jobs"):
         evaluate_qdd(digits_qdd, digits, jobs=0, **kw)
 
+    # With a bar, the workers' epochs reach it as they happen (through a queue), and the
+    # results do not change.
+    import tqdm
+
+    updates = []
+    real_update = tqdm.tqdm.update
+
+    def counting(self, n=1):
+        updates.append(n)
+        return real_update(self, n)
+
+    monkeypatch.setattr(tqdm.tqdm, "update", counting)
+    shown = evaluate_qdd(digits_qdd, digits, jobs=2, **{**kw, "progress": True})
+    assert shown["accuracies"] == seq["accuracies"]
+    assert sum(updates) == 3 * 4 and 1 in updates
+
 
 def test_compile_default_only_for_long_cpu_runs():
     from quadd_train.evaluate import COMPILE_MIN_PIXELS, _want_compile, _work
