@@ -253,36 +253,30 @@ def _load_archive(canon: str, archive: Path, cache_dir: Path) -> DatasetBundle:
             return _load_npz(npz, name=canon)
         except Exception:  # a corrupt cache is rebuilt, not fatal
             npz.unlink(missing_ok=True)
-    dest = base / stem
+    dest = base / stem  # where versions before 2026-11-30 kept the extracted images
     # Extracting and decoding tens of thousands of images takes a minute or more, once.
     print(f"quadd: decoding {archive} into {npz} (once per archive)", file=sys.stderr,
           flush=True)
-    if not dest.is_dir():
-        # Extract beside the final name and rename: concurrent loaders or an interrupted
-        # run never leave (or see) a half-extracted folder under the final name.
-        base.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=base, prefix=f".{stem}-"))
-        try:
-            tmp.chmod(0o755)  # mkdtemp creates 0700; the cache is an ordinary folder
+    base.mkdir(parents=True, exist_ok=True)
+    # Each loader extracts into a private folder and removes it once the .npz holds the
+    # images (236 MB of them for CIFAR-10): concurrent loaders (bench jobs on a fresh
+    # cache) then never decode from a folder that another one is deleting.
+    tmp = Path(tempfile.mkdtemp(dir=base, prefix=f".{stem}-"))
+    try:
+        if dest.is_dir():
+            folder = dest
+        else:
             safe_extract(archive, tmp)
-            try:
-                tmp.rename(dest)
-            except OSError:
-                if not dest.is_dir():  # not a lost race: a real failure
-                    raise
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
-    root = _find_split_root(dest)
-    if root is None:
-        raise DatasetNotFoundError(
-            f"archive {archive} does not contain train/<class>/ and test/<class>/ folders"
-        )
-    x_tr, y_tr, x_te, y_te, classes = _decode_folder(root, canon)
-    _write_npz_atomic(npz, x_tr, y_tr, x_te, y_te, classes)
-    # The .npz holds everything now; the extracted images would only take disk space
-    # (236 MB for CIFAR-10), and a damaged .npz is rebuilt from the archive.
-    shutil.rmtree(dest, ignore_errors=True)
+            folder = tmp
+        root = _find_split_root(folder)
+        if root is None:
+            raise DatasetNotFoundError(
+                f"archive {archive} does not contain train/<class>/ and test/<class>/ folders"
+            )
+        x_tr, y_tr, x_te, y_te, classes = _decode_folder(root, canon)
+        _write_npz_atomic(npz, x_tr, y_tr, x_te, y_te, classes)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return _bundle(canon, x_tr, y_tr, x_te, y_te, classes)
 
 
