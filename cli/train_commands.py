@@ -3,9 +3,11 @@ that fits a byte budget; ``quadd plan``: what fits a budget at each bit width.""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
+import time
 from dataclasses import asdict
 from typing import Any
 
@@ -251,6 +253,7 @@ def distill_command(
         bf16=bf16, compile=compile_,
     )
     ckpt = checkpoint_path or output + ".ckpt"
+    started = time.time()
     if resume and not os.path.exists(ckpt):
         click.echo(f"quadd: note: no checkpoint at {ckpt}; starting from the beginning",
                    err=True)
@@ -261,13 +264,17 @@ def distill_command(
     except _errors() as exc:
         fail(describe(exc))
     except KeyboardInterrupt:
-        if checkpoint_every and os.path.exists(ckpt):
+        # Only a checkpoint this run resumed from or wrote: an older one at the same path
+        # may hold other settings, and --resume would then refuse it.
+        if checkpoint_every and os.path.exists(ckpt) and (
+                resume or os.path.getmtime(ckpt) >= started):
             from quadd_train.distill import load_checkpoint
 
-            at = load_checkpoint(ckpt)["iteration"]
-            click.echo(f"quadd: interrupted; the checkpoint of iteration {at} is in {ckpt}: "
-                       "run the same command with --resume to go on", err=True)
-            sys.exit(130)
+            with contextlib.suppress(ValueError, OSError):
+                at = load_checkpoint(ckpt)["iteration"]
+                click.echo(f"quadd: interrupted; the checkpoint of iteration {at} is in "
+                           f"{ckpt}: run the same command with --resume to go on", err=True)
+                sys.exit(130)
         raise
     if as_json:
         click.echo(json_line(asdict(res)))
@@ -399,8 +406,9 @@ def plan_command(
             click.echo(f"{r.bits:>4}  {r.ipc:>9}  {r.n:>7}  {r.file_bytes:>10,}  "
                        f"{r.budget_bytes - r.file_bytes:>7,}")
     # The file records its settings, so their digits count too.
-    click.echo(f"(exact sizes for distill with --iterations {iterations} and --seed {seed}, "
-               "which the file records; other values can shift them by a few bytes)")
+    click.echo(f"(exact for distill with these settings, --iterations {iterations} and "
+               f"--seed {seed} included: the file records its settings, so other values "
+               "can shift the size by a few bytes)")
     smallest = int(bundle.y_train.bincount(minlength=bundle.num_classes).min())
     if any(r.ipc > smallest for r in rows):
         click.echo(f"note: some rows afford more samples per class than the smallest class "

@@ -646,7 +646,7 @@ def distill(
                 # Reading the loss waits for the GPU; every iteration would serialize it.
                 last = it == config.iterations - 1
                 ckpt = bool(config.checkpoint_every) and (it + 1) % config.checkpoint_every == 0
-                if it % 10 == 0 or last or ckpt:
+                if it % 10 == 0 or it == start_it or last or ckpt:
                     last_loss = float(loss.detach())
                     if not math.isfinite(last_loss):
                         # Writing on would put NaN samples (and undefined codes) in a file.

@@ -297,11 +297,16 @@ def _parallel_runs(
                             dsa, normalized, _EpochTick(ticks) if ticks else None, compile)
                 for r in range(runs)
             ]
-            while ticks is not None and not all(f.done() for f in futures):
-                with contextlib.suppress(queue.Empty):
-                    ticks.get(timeout=0.2)
-                    bar.update(1)
-            results = [f.result() for f in futures]
+            try:
+                while ticks is not None and not all(f.done() for f in futures):
+                    with contextlib.suppress(queue.Empty):
+                        ticks.get(timeout=0.2)
+                        bar.update(1)
+                results = [f.result() for f in futures]
+            except BaseException:
+                # Ctrl-C or a failed run: the runs not started yet are not wanted.
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
     finally:
         if manager is not None:
             manager.shutdown()

@@ -241,12 +241,16 @@ def test_the_summary_says_what_ran_and_an_interrupt_says_how_to_go_on(tmp_path, 
                                        "-o", str(tmp_path / "new.qdd")])
     assert result.exit_code == 0 and "no checkpoint at" in result.stderr
 
-    # Ctrl-C names the checkpoint to resume from (here the one at iteration 4).
+    # Ctrl-C names the checkpoint to resume from (here the one at iteration 4), but only
+    # one this run resumed from or wrote: an older one may hold other settings.
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
     monkeypatch.setattr("quadd_train.distill.distill", interrupted)
-    result = CliRunner().invoke(main, ["distill", "-b", "2KiB", "-n", "6", "--checkpoint-every",
-                                       "2", "--upsample", "2", "-o", out])
+    args = ["distill", "-b", "2KiB", "-n", "6", "--checkpoint-every", "2", "--upsample", "2",
+            "-o", out]
+    result = CliRunner().invoke(main, [*args, "--resume"])
     assert result.exit_code == 130
     assert "checkpoint of iteration 4" in result.stderr and "--resume" in result.stderr
+    result = CliRunner().invoke(main, [*args[:-2], "--bits", "2", "-o", out])
+    assert result.exit_code == 130 and "checkpoint of" not in result.stderr
