@@ -68,10 +68,6 @@ def _shape(shape: tuple[int, ...] | list[int]) -> str:
     return "x".join(str(d) for d in shape)
 
 
-def _ratio(a: float, b: float) -> str:
-    return f"{a / b:.2f}x" if b else "n/a"
-
-
 def _compared(size: float, other: float) -> str:
     """`size` against `other`: "3.20x smaller", or "1.50x larger" (never "0.67x smaller")."""
     if not size or not other:

@@ -77,13 +77,13 @@ _group_opt = click.option(
 
 
 def _load(dataset: str, data_dir: str | None, *outputs: str | None) -> Any:
+    from quadd_codec.paths import same_file
     from quadd_train.data import load_dataset
 
     # Writing over the dataset being read would replace it with the result.
     source = os.path.expanduser(dataset)
     for target in filter(None, outputs):
-        if os.path.exists(source) and os.path.exists(target) \
-                and os.path.samefile(source, target):
+        if os.path.exists(source) and same_file(source, target):
             raise ValueError(f"{target} is the input dataset; write the result elsewhere")
     return load_dataset(dataset, data_dir)
 
@@ -252,7 +252,7 @@ def distill_command(
         pool_train_batch=pool_train_batch, dsa=not no_dsa, channels_last=channels_last,
         bf16=bf16, compile=compile_,
     )
-    ckpt = checkpoint_path or output + ".ckpt"
+    ckpt = cfg.checkpoint_for(output)
     started = time.time()
     if resume and not os.path.exists(ckpt):
         click.echo(f"quadd: note: no checkpoint at {ckpt}; starting from the beginning",

@@ -124,6 +124,14 @@ def check_output_dir(path: str | os.PathLike, replace: bool = False) -> str:
     return _parent(shown)
 
 
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether `a` and `b` name one file: the same inode when both exist (links and
+    relative spellings included), else the same resolved path."""
+    if os.path.exists(a) and os.path.exists(b):
+        return os.path.samefile(a, b)
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
 def write_error(shown: str, exc: OSError) -> OSError:
     """`exc` reworded to name the output the user asked for, not a temp path."""
     return OSError(exc.errno, f"cannot write {shown}: {exc.strerror or exc}")

@@ -32,7 +32,7 @@ from quadd_codec import (
     write_qdd,
 )
 from quadd_codec.layout import stored_shape as codec_stored_shape
-from quadd_codec.paths import atomic_open, check_output_file
+from quadd_codec.paths import atomic_open, check_output_file, same_file
 
 from .data import check_every_class_has_samples
 from .devices import available_memory, resolve_device
@@ -119,6 +119,10 @@ class DistillConfig:
     bf16: bool | None = None  # None: when the hardware has native bf16 (AMX, bf16 GPUs)
     compile: bool | None = None  # None: for runs of >= COMPILE_MIN_ITERATIONS iterations
     method_options: dict[str, Any] = field(default_factory=dict)
+
+    def checkpoint_for(self, out_path: str | os.PathLike[str]) -> str:
+        """The checkpoint file of a run writing ``out_path``."""
+        return self.checkpoint_path or os.fspath(out_path) + ".ckpt"
 
     def validate(self) -> None:
         if self.quantizer not in QUANTIZERS:
@@ -297,11 +301,9 @@ def _check_written(path: str, budget: int, expected: int) -> int:
 
 
 def _check_dir(path: str) -> None:
-    # What the writer will refuse (-, a device, a folder), refused before any training.
-    check_output_file(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise ValueError(f"cannot write {path}: directory {directory} does not exist")
+    # What the writer will refuse (-, a missing folder, a device), refused before any
+    # training; and a folder it could not create its temp file in.
+    directory = check_output_file(path)
     if not os.access(directory, os.W_OK):
         raise ValueError(f"cannot write {path}: directory {directory} is not writable")
 
@@ -328,12 +330,6 @@ def _check_memory(n: int, sample_shape: tuple[int, ...], upsample: int, ipc: int
         )
 
 
-def _same_file(a: str, b: str) -> bool:
-    if os.path.exists(a) and os.path.exists(b):
-        return os.path.samefile(a, b)
-    return os.path.realpath(a) == os.path.realpath(b)
-
-
 # Checkpoints hold tensors, plain Python values and a few small NumPy arrays (pool seeds
 # and orders): these, and nothing else, may be unpickled from one.
 def _checkpoint_globals() -> list[Any]:
@@ -347,7 +343,7 @@ _CKPT_KEYS = {"version", "fingerprint", "iteration", "synthetic", "quantizer", "
               "opt_quant", "np_rng", "torch_rng", "objective", "loss"}
 
 
-def describe_exception(exc: BaseException) -> str:
+def _describe(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return text[:200] if text else type(exc).__name__
 
@@ -363,7 +359,7 @@ def load_checkpoint(path: str, device: torch.device | str = "cpu") -> dict[str, 
         # torch's own message for a refused object advises loading it unsafely: not ours.
         refused = isinstance(exc, pickle.UnpicklingError) or "Weights only" in str(exc)
         detail = ("it holds objects other than tensors and plain values, which are not "
-                  "loaded" if refused else describe_exception(exc))
+                  "loaded" if refused else _describe(exc))
         raise ValueError(f"cannot read checkpoint {path}: not a quadd checkpoint, or "
                          f"damaged ({detail})") from exc
     if not isinstance(state, dict) or not _CKPT_KEYS <= set(state):
@@ -477,9 +473,9 @@ def distill(
                          f"{bundle.name} has samples of shape {tuple(bundle.sample_shape)}")
     out_path = os.fspath(out_path)
     device = resolve_device(config.device)
-    ckpt_path = config.checkpoint_path or out_path + ".ckpt"
+    ckpt_path = config.checkpoint_for(out_path)
     state: dict[str, Any] | None = None
-    if (config.checkpoint_every or config.resume) and _same_file(ckpt_path, out_path):
+    if (config.checkpoint_every or config.resume) and same_file(ckpt_path, out_path):
         raise ValueError(f"the checkpoint and the output are the same file ({out_path}); "
                          "pick another --checkpoint")
     if config.resume and os.path.exists(ckpt_path):

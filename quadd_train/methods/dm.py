@@ -53,7 +53,7 @@ import torch
 from torch import Tensor
 
 from ..augment import DEFAULT_STRATEGY, diff_augment
-from ..devices import to_device
+from ..devices import available_memory, to_device
 from ..networks import ConvNet
 from . import Objective
 
@@ -99,7 +99,7 @@ class DMConfig:
     dsa: bool = True
     dsa_strategy: str = DEFAULT_STRATEGY
     # NHWC activations; None = on CUDA, and on a CPU when compiled: there compiled NHWC
-    # steps measured 8-12% faster than NCHW, eager ones twice as slow (docs/results.md).
+    # steps measured 4-12% faster than NCHW, eager ones twice as slow (docs/results.md).
     channels_last: bool | None = None
     # bfloat16 autocast of the embedding network; None = when the hardware has native
     # bf16 (CPU with AMX/AVX512-BF16, or a bf16-capable GPU).
@@ -404,8 +404,7 @@ class DMObjective(Objective):
 
     def _resident_bytes(self) -> int:
         if self.device.type == "cuda":
-            free, _total = torch.cuda.mem_get_info(self.device)
-            return free // 4
+            return int(available_memory(self.device) or 0) // 4
         return CPU_RESIDENT_NET_BYTES
 
     def _net(self, p: int) -> ConvNet:
@@ -597,7 +596,7 @@ def _resident(x: Tensor, device: torch.device) -> Tensor:
     gathering batches there avoids a host copy per class and iteration."""
     if device.type != "cuda" or x.device == device:
         return x
-    free, _total = torch.cuda.mem_get_info(device)
+    free = int(available_memory(device) or 0)
     return x.to(device) if x.numel() * x.element_size() < free // 4 else x
 
 
@@ -605,7 +604,7 @@ def default_syn_chunk(device: torch.device, net: ConvNet, bf16: bool) -> int:
     """Synthetic images per embedding call whose kept activations fit
     SYN_ACTIVATION_BYTES on a CPU, a quarter of the free memory on a GPU."""
     if device.type == "cuda":
-        budget = torch.cuda.mem_get_info(device)[0] // 4
+        budget = int(available_memory(device) or 0) // 4
     else:
         budget = SYN_ACTIVATION_BYTES
     # What backward keeps is about every layer's output (2.05 MiB per 32x32 image at width
