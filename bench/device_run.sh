@@ -110,13 +110,14 @@ P=(--budget 2MiB --ipc 16 --stages $PAIR_STAGES --only dm32:32)
 # "Accuracy no worse at equal iterations" needs several seeds of the pair (a seed fixes
 # the initial samples, so a seed's fast and plain runs compare pairwise), and the plain
 # loop draws a fresh network every iteration where the fast one reuses its pool's:
-# pair-fast, pair-plain, pair-fast-p512, pair-fast-p1024, pair-fast-p250x128, each with
-# -s1 ... -s4. The fast jobs draw the pool in passes (the default since 2026-11-29), so a
+# pair-fast, pair-plain, pair-fast-p512, pair-fast-p1024, pair-fast-p250 and
+# pair-fast-p250x128, each with -s1 ... -s4. The fast jobs draw the pool in passes (the default since 2026-11-29), so a
 # pool of 1024 never reuses an entry in 1000 iterations, as the GPU's default pool
 # (1000 x 256 at 1000 iterations) does. Since 2026-11-30 entry t is the plain loop's
 # iteration-t draw, so pair-fast-p1024 computes what pair-plain of the same seed does
-# (tests/test_train_distill.py checks it bit for bit on a CPU). pair-fast-p250x128 is the
-# CPU's default pool at 1000 iterations (each entry drawn 4 times, 128 real images/class).
+# (tests/test_train_distill.py checks it bit for bit on a CPU). pair-fast-p250 is the CPU's
+# default pool at 1000 iterations (each entry drawn 4 times, 256 real images/class), and
+# pair-fast-p250x128 its former default (128 real images/class).
 # The -rand jobs draw at random with replacement, as the GPU rows of 2026-11-28/29 did.
 for s in 0 1 2 3 4; do
   sfx=$([ "$s" = 0 ] || echo "-s$s")
@@ -126,6 +127,7 @@ for s in 0 1 2 3 4; do
   job "pair-fast-p1024$sfx" cifar10 pair "${P[@]}" --dm-mode fast --pool-size 1024 --seed "$s"
   job "pair-fast-p512-rand$sfx" cifar10 pair "${P[@]}" --dm-mode fast --pool-size 512 \
     --pool-order random --seed "$s"
+  job "pair-fast-p250$sfx" cifar10 pair "${P[@]}" --dm-mode fast --pool-size 250 --seed "$s"
   job "pair-fast-p250x128$sfx" cifar10 pair "${P[@]}" --dm-mode fast --pool-size 250 \
     --real-per-class 128 --seed "$s"
 done

@@ -165,7 +165,7 @@ def _errors() -> tuple[type[BaseException], ...]:
               "iterations (at most 2048)]")
 @click.option("--real-per-class", type=click.IntRange(min=1), default=None,
               help="Real images per class behind each precomputed mean (fast mode).  "
-              "[default: 128 with the CPU's default pool, else 256]")
+              "[default: 256, the plain loop's batch]")
 @click.option("--pool-order", type=click.Choice(["shuffle", "random"]), default="shuffle",
               show_default=True,
               help="Fast mode: draw the pool's entries in passes (each once per pass; the "

@@ -230,7 +230,7 @@ def test_cli_distill_and_subset(tmp_path):
     res = runner.invoke(_cli(), ["distill", "--budget", "4KiB", "--bits", "2", "-n", "8",
                                  "--ipc", "2", "--device", "cpu", "-o", str(out)])
     assert res.exit_code == 0, res.output
-    assert "8 iterations (DM pool 2 x 128 real/class, set up in" in res.stdout
+    assert "8 iterations (DM pool 2 x 256 real/class, set up in" in res.stdout
     res = runner.invoke(_cli(), ["distill", "--budget", "4KiB", "--bits", "2", "-n", "1",
                                  "--ipc", "2", "--dm-mode", "plain", "-o", str(out)])
     assert res.exit_code == 0 and "DM pool" not in res.stdout
@@ -381,13 +381,13 @@ def test_an_unset_pool_resumes_on_the_checkpoints_pool(tmp_path, digits):
     # The defaults depend on the device and the run's length. A new run records the
     # numbers; a run without --pool-size / --real-per-class resumes on whatever its
     # checkpoint used, even with more iterations: another device's default, or an older
-    # default (128 x 256 on a CPU until 2026-11-30).
+    # default (entries of 128 real images on a CPU until 2026-11-30's evening).
     ckpt = tmp_path / "d.ckpt"
     kw = dict(checkpoint_path=str(ckpt))
     distill(_cfg(iterations=8, pool_size=None, real_per_class=None, checkpoint_every=8, **kw),
             digits, tmp_path / "a.qdd", progress=False)
     state = torch.load(ckpt, weights_only=False)
-    assert (state["fingerprint"]["pool_size"], state["fingerprint"]["real_per_class"]) == (2, 128)
+    assert (state["fingerprint"]["pool_size"], state["fingerprint"]["real_per_class"]) == (2, 256)
     assert state["objective"]["pool_means"].shape[0] == 2
     distill(_cfg(iterations=2, pool_size=5, real_per_class=3, checkpoint_every=2, **kw),
             digits, tmp_path / "b.qdd", progress=False)  # as if made where the default is 5 x 3

@@ -121,14 +121,14 @@ def test_the_default_pool_depends_on_the_device_and_run_length():
     # A GPU: one entry of 256 real images per class per iteration, no reuse.
     assert default_pool(gpu, 1000) == (1000, 256)
     assert default_pool(torch.device("cuda", 1), 10_000) == (4096, 256)  # capped
-    # A CPU: one entry of 128 per 4 iterations.
-    assert default_pool(cpu, 1000) == (250, 128)
-    assert default_pool(cpu, 1001) == (251, 128)
-    assert default_pool(cpu, 2) == (1, 128)
-    assert default_pool(cpu, 0) == (1, 128)
-    assert default_pool(cpu, 100_000) == (2048, 128)  # capped
+    # A CPU: one entry per 4 iterations, of the same 256 images.
+    assert default_pool(cpu, 1000) == (250, 256)
+    assert default_pool(cpu, 1001) == (251, 256)
+    assert default_pool(cpu, 2) == (1, 256)
+    assert default_pool(cpu, 0) == (1, 256)
+    assert default_pool(cpu, 100_000) == (2048, 256)  # capped
     assert default_pool(cpu) == default_pool(cpu, 1000)
-    # What is given is kept; an explicit pool keeps 256 images per entry.
+    # What is given is kept.
     assert default_pool(cpu, 1000, pool_size=128) == (128, 256)
     assert default_pool(cpu, 1000, real_per_class=64) == (250, 64)
     assert default_pool(gpu, 1000, 7, 9) == (7, 9)
@@ -141,7 +141,7 @@ def test_an_unset_pool_takes_the_default_and_resumes(digits):
     # The state records what was built; an objective with nothing asked for takes the
     # saved pool whatever its own default (here: 5 x 2 from elsewhere).
     state = obj.state_dict()
-    assert (state["cfg"]["pool_size"], state["cfg"]["real_per_class"]) == (6, 128)
+    assert (state["cfg"]["pool_size"], state["cfg"]["real_per_class"]) == (6, 256)
     small = DMObjective(pool_size=5, real_per_class=2)
     small.prepare(_real(digits), digits.y_train, 10, 1, torch.device("cpu"), seed=0)
     again = DMObjective(iterations=6)

@@ -23,14 +23,14 @@ drawn in passes (``pool_order="shuffle"``): every entry once before any is drawn
 the first pass in index order (the entries are independent draws already) and each later
 one in a fresh random order (every pass of a trained pool, which is ordered by training
 length). Reuse is then spread evenly, and with ``pool_size >= iterations`` no entry is
-drawn twice. With ``real_per_class == batch_real`` as well (256 on a GPU, the fast
-loop's default there up to 4096 iterations) the fast loop *is* the plain loop: iteration
-``t`` uses the network, transforms and real images of plain iteration ``t``, only with
-the real embeddings computed up front, and gives the same synthetic set bit for bit on a
-CPU (``tests/test_train_distill.py``; GPU kernels need not be deterministic). Other pools
-give the same expected gradient (the loss is quadratic in the real mean); only its noise
-differs. On a CPU, where the set-up is the cost, the default pool (``default_pool``) is
-a quarter as many entries of 128 images.
+drawn twice. With ``real_per_class == batch_real`` as well (both 256 by default; on a
+GPU the default pool is such a pool up to 4096 iterations) the fast loop *is* the plain
+loop: iteration ``t`` uses the network, transforms and real images of plain iteration
+``t``, only with the real embeddings computed up front, and gives the same synthetic set
+bit for bit on a CPU (``tests/test_train_distill.py``; GPU kernels need not be
+deterministic). Other pools give the same expected gradient (the loss is quadratic in the
+real mean); only its noise differs. On a CPU, where the set-up is the cost, the default
+pool (``default_pool``) is a quarter as many entries, each drawn 4 times.
 ``pool_order="random"`` draws independently (with replacement), as the loop did until
 2026-11-29 (the GPU results of that day used it).
 
@@ -63,10 +63,10 @@ __all__ = ["DM_MODES", "POOL_ORDERS", "DMConfig", "DMObjective", "default_mode",
 POOL_ORDERS = ("shuffle", "random")
 DM_MODES = ("auto", "fast", "plain")
 
-# The default pool (see default_pool): on a GPU one entry of 256 real images per class
-# per iteration; on a CPU one entry of 128 per CPU_ITERATIONS_PER_ENTRY iterations.
+# The default pool (see default_pool): entries of the plain loop's 256 real images per
+# class, one per iteration on a GPU and one per CPU_ITERATIONS_PER_ENTRY on a CPU.
 CPU_ITERATIONS_PER_ENTRY = 4
-CPU_DEFAULT_REAL = 128
+DEFAULT_REAL = 256
 MAX_DEFAULT_POOL = {"cpu": 2048, "cuda": 4096}
 DEFAULT_ITERATIONS = 1000  # sizes the default pool when the run's length is not given
 # Pool networks stay in memory up to this many bytes of weights on a CPU (on a GPU: a
@@ -301,7 +301,7 @@ class DMObjective(Objective):
                 self.cfg.pool_train_steps, self.cfg.pool_order)
         if self._net_seeds is not None:  # restored from a checkpoint
             self.pool_size = len(self._net_seeds)
-            self.real_per_class = int(self._saved_real or self.cfg.real_per_class or 256)
+            self.real_per_class = int(self._saved_real or self.cfg.real_per_class or DEFAULT_REAL)
         else:
             self.pool_size, self.real_per_class = default_pool(
                 self.device, self.cfg.iterations, self.cfg.pool_size, self.cfg.real_per_class)
@@ -658,24 +658,19 @@ def default_pool(
 
     On a CPU the set-up is the cost: 1000 entries x 256 images would embed as many real
     images as the plain loop does. There the default is one entry per 4 iterations (at
-    most 2048) with 128 images per class each, so at IPC 16 on CIFAR-10 the set-up takes
-    about as long as the loop. Among pools of that cost, it matched held-out networks
-    best: fewer images per entry make each real mean noisy (on CIFAR-10 its noise is
-    40% of the plain loop's gradient variance at 256 images), while fewer entries, each
-    reused more, fit their own networks (docs/results.md, "Pools of equal set-up cost").
-
-    An explicit ``pool_size`` keeps 256 images per entry unless ``real_per_class`` says
-    otherwise."""
+    most 2048), so the set-up embeds a quarter of the plain loop's real images. On
+    CIFAR-10 at IPC 16 and 1000 iterations it ended level with the plain loop
+    (docs/results.md, "A quarter of the plain loop's real embeddings"), where entries of
+    128 images at half that cost ended 0.4 points below it: the real mean's noise grows
+    as the images behind it shrink (40% of the plain loop's gradient variance late in a
+    CIFAR-10 run at 256 images), and reused entries fit their own networks.
+    """
     kind = torch.device(device).type
     cap = MAX_DEFAULT_POOL.get(kind, MAX_DEFAULT_POOL["cpu"])
     n = DEFAULT_ITERATIONS if iterations is None else max(int(iterations), 1)
     per_entry = 1 if kind == "cuda" else CPU_ITERATIONS_PER_ENTRY
     pool = min(-(-n // per_entry), cap) if pool_size is None else int(pool_size)
-    if real_per_class is not None:
-        return pool, int(real_per_class)
-    if pool_size is not None or kind == "cuda":
-        return pool, 256
-    return pool, CPU_DEFAULT_REAL
+    return pool, DEFAULT_REAL if real_per_class is None else int(real_per_class)
 
 
 def _native_bf16(device: torch.device) -> bool:
