@@ -14,8 +14,6 @@ from typing import Any
 
 import click
 
-from .errors import atomic_file
-
 __all__ = ["decode_command", "encode_command", "import_command", "inspect_command",
            "verify_command"]
 
@@ -186,6 +184,7 @@ def decode_command(source: str, output: Path, force: bool, progress: bool | None
     import numpy as np
 
     from quadd_codec.imagefolder import atomic_directory, write_image_folder
+    from quadd_codec.paths import atomic_open
 
     kind = _output_kind(output)
     show = _progress_default(progress)
@@ -204,10 +203,10 @@ def decode_command(source: str, output: Path, force: bool, progress: bool | None
         if labels is not None:
             arrays["y"] = labels
             arrays["classes"] = np.array(names, dtype=str)
-        with atomic_file(output) as out:
+        with atomic_open(output) as out:
             np.savez(out, **arrays)
     elif kind == "npy":
-        with atomic_file(output) as out:
+        with atomic_open(output) as out:
             np.save(out, x)
     else:
         with atomic_directory(output, replace=force) as tmp:

@@ -7,8 +7,9 @@ stderr and exit 1, with no traceback (QUADD_DEBUG=1 shows it); Ctrl-C exits 130.
 Usage errors stay click's (exit 2).
 Commands that want to fail explicitly call `fail(message)`.
 
-Outputs are written through `atomic_file` (or `quadd_codec.imagefolder.atomic_directory`)
-so a failure at any point leaves no partial output behind.
+Outputs are written through `quadd_codec.paths.atomic_open` (or
+`quadd_codec.imagefolder.atomic_directory`) so a failure at any point leaves no partial
+output behind.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Iterator
 from typing import IO, Any, NoReturn
 
 import click
@@ -89,17 +89,3 @@ class QuaddGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         return run_guarded(super().invoke, ctx)
-
-
-@contextlib.contextmanager
-def atomic_file(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
-    """Open a temp file beside `path`; on success fsync and rename it over `path`.
-
-    On any error (or Ctrl-C) the temp file is deleted and `path` is left as it was.
-    `-`, a missing parent folder and an existing non-regular `path` are refused.
-    """
-    # Imported here for the same reason as in `_expected_types`.
-    from quadd_codec.paths import atomic_open
-
-    with atomic_open(path, mode) as f:
-        yield f
