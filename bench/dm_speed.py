@@ -32,9 +32,9 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from quadd_train.devices import resolve_device  # noqa: E402
 from quadd_train.methods.dm import DMObjective, default_pool  # noqa: E402
 from quadd_train.quantizers import make_quantizer, quantizer_optimizer  # noqa: E402
+from quadd_train.runtime import resolve_device  # noqa: E402
 
 NUM_CLASSES, IPC, SHAPE = 10, 16, (3, 32, 32)
 

@@ -35,10 +35,10 @@ from quadd_codec.layout import stored_shape as codec_stored_shape
 from quadd_codec.paths import atomic_open, check_output_file, same_file
 
 from .data import check_every_class_has_samples
-from .devices import available_memory, resolve_device
 from .methods import make_objective
 from .methods.dm import default_mode, default_pool
 from .quantizers import GROUPS, QUANTIZERS, make_quantizer, quantizer_optimizer
+from .runtime import available_memory, resolve_device
 from .synthetic import SyntheticSet
 
 __all__ = [

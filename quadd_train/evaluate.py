@@ -27,10 +27,10 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, default_collate
 
-from .augment import DEFAULT_STRATEGY, ParamDiffAug, diff_augment
 from .data import DatasetBundle
-from .devices import resolve_device, to_device
-from .networks import ConvNet
+from .nn.augment import DEFAULT_STRATEGY, ParamDiffAug, diff_augment
+from .nn.convnet import ConvNet
+from .runtime import resolve_device, to_device
 
 __all__ = [
     "EvalConfig",

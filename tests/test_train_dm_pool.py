@@ -265,7 +265,7 @@ def test_a_large_synthetic_set_is_embedded_in_pieces_with_the_same_loss_and_grad
 
 
 def test_the_default_piece_bounds_the_kept_activations():
-    from quadd_train.networks import ConvNet
+    from quadd_train.nn.convnet import ConvNet
 
     cpu = torch.device("cpu")
     net = ConvNet(3, 10, (32, 32))

@@ -11,9 +11,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from quadd_train.augment import AUGMENT_FNS, DEFAULT_STRATEGY, ParamDiffAug, diff_augment
 from quadd_train.evaluate import _check_qdd_matches, evaluate_qdd, evaluate_tensors
-from quadd_train.networks import ConvNet
+from quadd_train.nn.augment import AUGMENT_FNS, DEFAULT_STRATEGY, ParamDiffAug, diff_augment
+from quadd_train.nn.convnet import ConvNet
 
 try:
     from quadd_cli.eval_command import eval_command

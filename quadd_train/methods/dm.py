@@ -52,9 +52,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..augment import DEFAULT_STRATEGY, diff_augment
-from ..devices import available_memory, to_device
-from ..networks import ConvNet
+from ..nn.augment import DEFAULT_STRATEGY, diff_augment
+from ..nn.convnet import ConvNet
+from ..runtime import available_memory, native_bf16, to_device
 from . import Objective
 
 __all__ = ["DM_MODES", "POOL_ORDERS", "DMConfig", "DMObjective", "default_mode", "default_pool",
@@ -292,7 +292,7 @@ class DMObjective(Objective):
         y_np = y_real.cpu().numpy()
         self.y_real = torch.as_tensor(y_np, dtype=torch.long)
         self.class_idx = [np.flatnonzero(y_np == c) for c in range(self.num_classes)]
-        self.bf16 = _native_bf16(self.device) if self.cfg.bf16 is None else self.cfg.bf16
+        self.bf16 = native_bf16(self.device) if self.cfg.bf16 is None else self.cfg.bf16
         if self.cfg.mode != "auto":
             self.mode = self.cfg.mode
         else:  # a resumed run keeps its loop
@@ -671,20 +671,3 @@ def default_pool(
     per_entry = 1 if kind == "cuda" else CPU_ITERATIONS_PER_ENTRY
     pool = min(-(-n // per_entry), cap) if pool_size is None else int(pool_size)
     return pool, DEFAULT_REAL if real_per_class is None else int(real_per_class)
-
-
-def _native_bf16(device: torch.device) -> bool:
-    """Whether bf16 matmul/conv run natively (else autocast would only slow things down)."""
-    if device.type == "cuda":
-        return bool(torch.cuda.is_bf16_supported())
-    if device.type != "cpu":
-        return False
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return bool(flags & {"amx_bf16", "avx512_bf16"})
-    except OSError:
-        pass
-    return False

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .devices import to_device
+from ..runtime import to_device
 
 __all__ = ["DEFAULT_STRATEGY", "ParamDiffAug", "diff_augment"]
 

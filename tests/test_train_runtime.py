@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from quadd_train.devices import resolve_device, to_device
+from quadd_train.runtime import resolve_device, to_device
 
 
 def test_resolve_device() -> None:

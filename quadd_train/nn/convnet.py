@@ -1,7 +1,7 @@
 """The ConvNet used throughout the dataset-distillation literature.
 
 Follows the ConvNet of the DC/DSA/DM reference code (VICO-UoE/DatasetCondensation,
-networks.py): ``depth`` blocks of conv3x3 -> norm -> activation -> 2x2 pooling, then a
+convnet): ``depth`` blocks of conv3x3 -> norm -> activation -> 2x2 pooling, then a
 linear classifier over the flattened feature map. "instancenorm" is
 ``GroupNorm(width, width)`` exactly as in the reference, so it behaves identically on
 any batch size (including a single synthetic image).

@@ -1,0 +1,1 @@
+"""Networks and augmentation shared by the objectives and the evaluation protocol."""
