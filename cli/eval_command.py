@@ -8,7 +8,7 @@ import sys
 import click
 
 from .errors import fail, run_guarded
-from .train_commands import json_line
+from .output import json_line
 
 __all__ = ["eval_command"]
 

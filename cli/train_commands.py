@@ -4,7 +4,6 @@ that fits a byte budget; ``quadd plan``: what fits a budget at each bit width.""
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sys
 import time
@@ -14,6 +13,7 @@ from typing import Any
 import click
 
 from .errors import describe, fail
+from .output import json_line
 
 __all__ = ["distill_command", "plan_command", "subset_command"]
 
@@ -86,23 +86,6 @@ def _load(dataset: str, data_dir: str | None, *outputs: str | None) -> Any:
         if os.path.exists(source) and same_file(source, target):
             raise ValueError(f"{target} is the input dataset; write the result elsewhere")
     return load_dataset(dataset, data_dir)
-
-
-def json_line(record: dict[str, Any]) -> str:
-    """``record`` as one line of strict JSON: a float that is not finite (the loss of a
-    run of no iterations) becomes null, which every JSON parser reads."""
-    import math
-
-    def clean(v: Any) -> Any:
-        if isinstance(v, float) and not math.isfinite(v):
-            return None
-        if isinstance(v, dict):
-            return {k: clean(x) for k, x in v.items()}
-        if isinstance(v, list | tuple):
-            return [clean(x) for x in v]
-        return v
-
-    return json.dumps(clean(record), allow_nan=False)
 
 
 def _errors() -> tuple[type[BaseException], ...]:
