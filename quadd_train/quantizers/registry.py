@@ -1,0 +1,126 @@
+"""Name -> implementation tables for the trainer's plug points.
+
+A :class:`Registry` is filled two ways: by its decorator, which the built-in implementations
+use, and by entry points of an installed distribution (group ``quadd.quantizers`` for
+quantizers, ``quadd.parameterizations`` for parameterizations), so a third-party package
+adds an implementation without touching this one::
+
+    [project.entry-points."quadd.quantizers"]
+    mine = "my_package.quant:MyQuantizer"
+
+Entry points are read when a name is not a registered one, and loaded only when that name
+is asked for: a plugin that fails to import stops only the runs that use it, with a
+:class:`PluginError` that names it. A registered name wins over an entry point of the same
+name.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any, Generic, TypeVar
+
+__all__ = ["PluginError", "Registry", "check_options"]
+
+T = TypeVar("T")
+
+
+class PluginError(RuntimeError):
+    """An entry point named an implementation that could not be loaded or is not one."""
+
+
+class Registry(Generic[T]):
+    """Implementations of one plug point by name, in the order they were registered.
+
+    ``kind`` names the plug point in messages ("quantizer"); ``group`` is the entry point
+    group; ``check`` returns why a loaded object is not an implementation (None if it is).
+    """
+
+    def __init__(self, kind: str, group: str,
+                 check: Callable[[Any], str | None] | None = None) -> None:
+        self.kind = kind
+        self.group = group
+        self._check = check
+        self._table: dict[str, T] = {}
+
+    def register(self, name: str) -> Callable[[T], T]:
+        """Decorator: file the decorated implementation under ``name``."""
+
+        def add(obj: T) -> T:
+            if name in self._table and self._table[name] is not obj:
+                raise ValueError(f"{self.kind} {name!r} is already registered "
+                                 f"({_qualname(self._table[name])})")
+            problem = self._check(obj) if self._check else None
+            if problem:
+                raise TypeError(f"cannot register {self.kind} {name!r}: {problem}")
+            self._table[name] = obj
+            return obj
+
+        return add
+
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` (a no-op when it is not registered)."""
+        self._table.pop(name, None)
+
+    def registered(self) -> tuple[str, ...]:
+        """The names registered so far, in registration order (no entry point is read)."""
+        return tuple(self._table)
+
+    def names(self) -> tuple[str, ...]:
+        """Registered names in registration order, then the entry points' other names."""
+        extra = sorted({ep.name for ep in self._entry_points()} - set(self._table))
+        return (*self._table, *extra)
+
+    def get(self, name: str) -> T:
+        """The implementation filed under ``name``, loading its entry point on first use."""
+        if name in self._table:
+            return self._table[name]
+        found = [ep for ep in self._entry_points() if ep.name == name]
+        if not found:
+            raise ValueError(f"unknown {self.kind} {name!r}; expected one of "
+                             f"{', '.join(sorted(self.names()))}")
+        ep = found[0]
+        where = f"entry point {ep.name} = {ep.value} (group {self.group}{_dist(ep)})"
+        try:
+            obj = ep.load()
+        except Exception as exc:
+            raise PluginError(f"{self.kind} {name!r}: {where} failed to load: "
+                              f"{type(exc).__name__}: {exc}") from exc
+        problem = self._check(obj) if self._check else None
+        if problem:
+            raise PluginError(f"{self.kind} {name!r}: {where} is not a {self.kind}: {problem}")
+        # The plugin's module may have registered it already with the decorator.
+        self._table.setdefault(name, obj)
+        return self._table[name]
+
+    def _entry_points(self) -> Iterable[EntryPoint]:
+        return entry_points(group=self.group)
+
+
+def check_options(kind: str, name: str, fn: Callable[..., Any], options: dict[str, Any],
+                  skip: int = 0) -> None:
+    """Refuse keyword ``options`` that ``fn`` does not take, naming the ones it does.
+
+    ``skip``: leading positional parameters that are not options (the sizes every
+    implementation of the plug point receives).
+    """
+    params = list(inspect.signature(fn).parameters.values())[skip:]
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return
+    known = [p.name for p in params
+             if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        takes = ", ".join(known) if known else "none"
+        raise ValueError(f"{kind} {name!r} does not take option(s) {', '.join(unknown)}; "
+                         f"its options: {takes}")
+
+
+def _qualname(obj: Any) -> str:
+    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
+
+
+def _dist(ep: EntryPoint) -> str:
+    dist = getattr(ep, "dist", None)
+    return f", distribution {dist.name} {dist.version}" if dist is not None else ""
