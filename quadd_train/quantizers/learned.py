@@ -54,10 +54,15 @@ class LearnedQuantizer(Quantizer):
 
 
 def lloyd_max(xg: Tensor, num_levels: int, iters: int = 25) -> Tensor:
-    """Per-row 1-D k-means: ``(G, M)`` samples -> ``(G, L)`` sorted levels."""
+    """Per-row 1-D k-means: ``(G, M)`` samples -> ``(G, L)`` sorted levels.
+
+    Not the codec's ``kmeans_levels`` (the ``--post-codebook kmeans`` fit), which gives
+    other levels: that one works in float64, starts from the quantiles ``(i + 0.5) / L``,
+    stops early once stable and subsamples large groups; this one keeps the samples'
+    dtype and device, starts from ``i / (L + 1)`` and runs ``iters`` rounds.
+    """
+    # Quantile init spreads the levels over the mass.
     q = torch.linspace(0.0, 1.0, num_levels + 2, dtype=xg.dtype, device=xg.device)[1:-1]
-    # Quantile init spreads levels over the mass; the endpoints pulled to min/max keep
-    # the tails covered.
     levels = torch.quantile(xg, q, dim=1).T.contiguous()
     g = xg.shape[0]
     for _ in range(iters):
