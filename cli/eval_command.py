@@ -67,7 +67,7 @@ def eval_command(
     split of --dataset.
     """
     from quadd_train.data import load_dataset
-    from quadd_train.evaluate import evaluate_qdd
+    from quadd_train.eval import evaluate_qdd
 
     if not os.path.isfile(file):
         fail(f"{file}: no such file")

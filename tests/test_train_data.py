@@ -186,6 +186,85 @@ def test_unknown_name():
         load_dataset("no-such-dataset-xyz")
 
 
+
+def test_a_corrupt_cache_is_rebuilt(tmp_path):
+    src = tmp_path / "src"
+    _write_images(src, ["0", "1"], per_class=2, size=(5, 5), mode="L")
+    data = tmp_path / "data"
+    data.mkdir()
+    _make_tarball(src, data / "mnist.tar.gz")
+    cache = tmp_path / "cache"
+    first = load_dataset("mnist", data_dir=str(data), cache_dir=str(cache))
+    (npz,) = (cache / "extracted").glob("mnist-*.npz")
+    npz.write_bytes(b"PK not really a zip")
+    again = load_dataset("mnist", data_dir=str(data), cache_dir=str(cache))
+    assert torch.equal(first.x_train, again.x_train)
+    assert load_dataset(str(npz)).class_names == ["0", "1"]  # rewritten whole
+
+
+# -- the npz reader and writer, the checks -----------------------------------------------
+
+
+def test_npz_writer_round_trip_and_atomic(tmp_path, monkeypatch):
+    from quadd_train.data import npz as npz_mod
+
+    rng = np.random.default_rng(3)
+    x_tr = rng.integers(0, 256, (6, 1, 4, 4), dtype=np.uint8)
+    x_te = rng.integers(0, 256, (2, 1, 4, 4), dtype=np.uint8)
+    y_tr, y_te = np.array([0, 1, 2] * 2), np.array([2, 0])
+    path = tmp_path / "sub" / "c.npz"
+    npz_mod.write_npz(path, x_tr, y_tr, x_te, y_te, ["a", "b", "c"])
+    b = npz_mod.load_npz(path, name="named")
+    assert b.name == "named" and b.class_names == ["a", "b", "c"]
+    assert np.array_equal(b.x_train.numpy(), x_tr / np.float32(255))
+    assert b.y_test.tolist() == [2, 0]
+    before = path.read_bytes()
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(npz_mod.np, "savez", broken)
+    with pytest.raises(OSError, match="disk full"):
+        npz_mod.write_npz(path, x_tr, y_tr, x_te, y_te, ["a", "b", "c"])
+    # The old file stays as it was and no temp file is left beside it.
+    assert path.read_bytes() == before
+    assert [p.name for p in path.parent.iterdir()] == ["c.npz"]
+
+
+@pytest.mark.parametrize(
+    ("labels", "message"),
+    [(np.array(["a", "b"]), "dtype"), (np.array([0.5, 1.0]), "non-integral"),
+     (np.array([0, -1]), "negative"), (np.array([0, 1 << 20]), "at most")],
+)
+def test_label_checks(labels, message):
+    from quadd_train.data.checks import check_labels
+
+    with pytest.raises(ValueError, match=message) as info:
+        check_labels(labels, "y_train")
+    assert "y_train" in str(info.value)
+
+
+def test_label_checks_accept_integral_floats_and_bools():
+    from quadd_train.data.checks import check_labels
+
+    out = check_labels(np.array([[2.0], [0.0]]), "y")
+    assert out.dtype == np.int64 and out.tolist() == [2, 0]
+    assert check_labels(np.array([True, False]), "y").tolist() == [1, 0]
+
+
+def test_every_class_needs_training_samples():
+    from quadd_train.data import check_every_class_has_samples
+    from quadd_train.data.bundle import make_bundle
+
+    x = np.zeros((3, 1, 2, 2), np.uint8)
+    ok = make_bundle("ok", x, np.array([0, 1, 1]), x, np.array([0, 1, 1]), ["a", "b"])
+    check_every_class_has_samples(ok)
+    gap = make_bundle("gap", x, np.array([0, 0, 2]), x, np.array([0, 1, 2]), ["a", "b", "c"])
+    with pytest.raises(ValueError, match="class\\(es\\) b have no training"):
+        check_every_class_has_samples(gap)
+    with pytest.raises(ValueError, match="outside 0..1"):
+        make_bundle("bad", x, np.array([0, 1, 2]), x, np.array([0, 1, 1]), ["a", "b"])
+
 # -- safe extraction --------------------------------------------------------------------
 
 

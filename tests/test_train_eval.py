@@ -11,7 +11,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from quadd_train.evaluate import _check_qdd_matches, evaluate_qdd, evaluate_tensors
+from quadd_train.eval import EvalConfig, evaluate_qdd, evaluate_tensors
+from quadd_train.eval.qdd import check_qdd_matches
 from quadd_train.nn.augment import AUGMENT_FNS, DEFAULT_STRATEGY, ParamDiffAug, diff_augment
 from quadd_train.nn.convnet import ConvNet
 
@@ -139,13 +140,13 @@ class _FakeQdd:
 
 def test_qdd_metadata_checks(digits):
     names = digits.class_names
-    _check_qdd_matches(_FakeQdd(names, (1, 8, 8)), digits, "f.qdd")
+    check_qdd_matches(_FakeQdd(names, (1, 8, 8)), digits, "f.qdd")
     with pytest.raises(ValueError, match="classes"):
-        _check_qdd_matches(_FakeQdd(list("abcdefghij"), (1, 8, 8)), digits, "f.qdd")
+        check_qdd_matches(_FakeQdd(list("abcdefghij"), (1, 8, 8)), digits, "f.qdd")
     with pytest.raises(ValueError, match="shape"):
-        _check_qdd_matches(_FakeQdd(names, (3, 8, 8)), digits, "f.qdd")
+        check_qdd_matches(_FakeQdd(names, (3, 8, 8)), digits, "f.qdd")
     with pytest.raises(ValueError, match="labels"):
-        _check_qdd_matches(_FakeQdd(names, (1, 8, 8), (-1, -1)), digits, "f.qdd")
+        check_qdd_matches(_FakeQdd(names, (1, 8, 8), (-1, -1)), digits, "f.qdd")
 
 
 def _write_digits_qdd(path, x, y, class_names):
@@ -188,12 +189,10 @@ def test_evaluate_qdd_reads_file_every_epoch(digits, digits_qdd, monkeypatch):
 
 
 def test_parallel_runs_match_sequential_runs(digits, digits_qdd, monkeypatch):
-    from quadd_train.evaluate import EvalConfig
-
-    # A changed constant must reach the spawned workers too: a narrow net scores
-    # differently from the default width, so a lost change would show below.
-    monkeypatch.setattr(EvalConfig, "width", 16)
-    kw = dict(runs=3, epochs=4, batch_size=20, progress=False, seed=5)
+    # The caller's config must reach the spawned workers too: a narrow net scores
+    # differently from the default width, so a lost config would show below.
+    kw = dict(runs=3, epochs=4, batch_size=20, progress=False, seed=5,
+              config=EvalConfig(width=16))
     seq = evaluate_qdd(digits_qdd, digits, **kw)
     par = evaluate_qdd(digits_qdd, digits, jobs=2, **kw)
     assert par["jobs"] == 2 and seq["jobs"] == 1
@@ -220,19 +219,45 @@ def test_parallel_runs_match_sequential_runs(digits, digits_qdd, monkeypatch):
 
 
 def test_compile_default_only_for_long_cpu_runs():
-    from quadd_train.evaluate import COMPILE_MIN_PIXELS, _want_compile, _work
+    from quadd_train.eval.protocol import COMPILE_MIN_PIXELS, compile_default, sample_pixels
 
     cpu, gpu = torch.device("cpu"), torch.device("cuda")
-    assert _want_compile(None, cpu, COMPILE_MIN_PIXELS)
-    assert not _want_compile(None, cpu, COMPILE_MIN_PIXELS - 1)
-    assert not _want_compile(None, gpu, 10 * COMPILE_MIN_PIXELS)  # not measured there
-    assert _want_compile(True, cpu, 1) and not _want_compile(False, cpu, 10**12)
+    assert compile_default(cpu, COMPILE_MIN_PIXELS)
+    assert not compile_default(cpu, COMPILE_MIN_PIXELS - 1)
+    assert not compile_default(gpu, 10 * COMPILE_MIN_PIXELS)  # not measured there
     # A CIFAR-10 set of 630 images at 300 epochs compiles; the default demo-sized
     # digits evaluations (8x8 images) stay eager.
     cifar = type("B", (), {"im_size": (32, 32)})()
     digits8 = type("B", (), {"im_size": (8, 8)})()
-    assert _want_compile(None, cpu, _work(range(630), cifar, 300))
-    assert not _want_compile(None, cpu, _work(range(1000), digits8, 1000))
+    assert compile_default(cpu, sample_pixels(630, cifar, 300))
+    assert not compile_default(cpu, sample_pixels(1000, digits8, 1000))
+
+
+def test_eval_runtime_resolves_through_the_shared_runtime():
+    from quadd_train.eval import eval_runtime
+    from quadd_train.eval.protocol import COMPILE_MIN_PIXELS
+
+    # Asked for, compile is what was asked; not asked for, the length rule decides.
+    assert eval_runtime("cpu", True, 1).compile
+    assert not eval_runtime("cpu", False, 10**12).compile
+    assert eval_runtime("cpu", None, COMPILE_MIN_PIXELS).compile
+    assert not eval_runtime("cpu", None, COMPILE_MIN_PIXELS - 1).compile
+    for compile in (None, True, False):
+        rt = eval_runtime("cpu", compile, COMPILE_MIN_PIXELS)
+        # float32 training; NHWC exactly when compiled.
+        assert rt.device == torch.device("cpu") and rt.bf16 is False
+        assert rt.channels_last == rt.compile
+
+
+def test_eval_config_is_a_frozen_value():
+    import dataclasses
+
+    cfg = EvalConfig()
+    assert (cfg.lr, cfg.momentum, cfg.weight_decay, cfg.width, cfg.depth) == (
+        0.01, 0.9, 5e-4, 128, 3)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.width = 16  # type: ignore[misc]
+    assert EvalConfig(width=16) == dataclasses.replace(cfg, width=16)
 
 
 @pytest.mark.skipif(not any(shutil.which(c) for c in ("c++", "g++", "clang++")),
@@ -270,7 +295,7 @@ class _FailsBackward(torch.autograd.Function):
 
 @pytest.mark.parametrize("where", ["compile", "forward", "backward"])
 def test_failed_compile_falls_back_to_eager(digits, digits_qdd, monkeypatch, where):
-    import quadd_train.evaluate as ev
+    import quadd_train.eval.protocol as ev
 
     monkeypatch.setattr(ev, "_compile_broken", False)  # restored after the test
 

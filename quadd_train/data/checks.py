@@ -1,0 +1,87 @@
+"""The checks on labels and samples, in one place, for every way a dataset is loaded.
+
+Each raises ``ValueError`` with a message that names the array (``key``: ``y_train``,
+``x_test``...) and what is wrong with it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from .bundle import DatasetBundle
+
+__all__ = [
+    "check_every_class_has_samples",
+    "check_label_range",
+    "check_labels",
+    "check_splits",
+    "samples_as_float",
+]
+
+
+def check_labels(y: np.ndarray, key: str) -> np.ndarray:
+    """Class indices as int64 (flattened), refused before anything is sized by the
+    largest: an integer, bool or integral float array of 0..MAX_CLASSES-1."""
+    from quadd_codec.layout import MAX_CLASSES
+
+    if not (y.dtype == np.bool_ or np.issubdtype(y.dtype, np.integer)
+            or np.issubdtype(y.dtype, np.floating)):
+        raise ValueError(f"{key} must hold integer class indices, got dtype {y.dtype}")
+    flat = y.reshape(-1)
+    if np.issubdtype(flat.dtype, np.floating):
+        if not np.all(np.isfinite(flat)) or np.any(flat != np.floor(flat)):
+            raise ValueError(f"{key} must hold integer class indices, got non-integral values")
+    if flat.size and flat.min() < 0:
+        raise ValueError(f"{key} has negative labels")
+    if flat.size and flat.max() >= MAX_CLASSES:
+        raise ValueError(f"{key} has labels up to {int(flat.max())}; at most {MAX_CLASSES} "
+                         "classes are supported")
+    return flat.astype(np.int64)
+
+
+def check_label_range(y: np.ndarray, k: int, key: str) -> None:
+    """Labels of a set with ``k`` classes lie in 0..k-1."""
+    if y.size and (y.min() < 0 or y.max() >= k):
+        raise ValueError(f"{key} has labels outside 0..{k - 1}")
+
+
+def check_splits(x_tr: np.ndarray, y_tr: np.ndarray, x_te: np.ndarray,
+                 y_te: np.ndarray, num_classes: int) -> None:
+    """A train/test split: one label per sample, one sample shape, a non-empty train
+    split and labels of its classes."""
+    if len(x_tr) != len(y_tr) or len(x_te) != len(y_te):
+        raise ValueError("x and y have different numbers of samples")
+    if x_tr.shape[1:] != x_te.shape[1:]:
+        raise ValueError(f"train samples {x_tr.shape[1:]} and test {x_te.shape[1:]} differ")
+    if len(x_tr) == 0:
+        raise ValueError("the training split is empty")
+    check_label_range(y_tr, num_classes, "y_train")
+    check_label_range(y_te, num_classes, "y_test")
+
+
+def samples_as_float(x: np.ndarray, key: str) -> np.ndarray:
+    """Samples as float32: uint8 (and other integer) pixels -> [0, 1]; floats are kept
+    as they are, refused when NaN or infinite."""
+    if np.issubdtype(x.dtype, np.floating):
+        # Checked in slices: a float copy of a whole large split is not needed for it.
+        for start in range(0, len(x), 4096):
+            if not np.all(np.isfinite(x[start:start + 4096])):
+                raise ValueError(f"{key} holds NaN or infinite values")
+        return x.astype(np.float32, copy=False)
+    if np.issubdtype(x.dtype, np.integer) or x.dtype == np.bool_:
+        if x.size and (x.min() < 0 or x.max() > 255):
+            raise ValueError(f"integer {key} must hold 0..255 pixel values")
+        return x.astype(np.float32) / np.float32(255.0)
+    raise ValueError(f"{key} has unsupported dtype {x.dtype}")
+
+
+def check_every_class_has_samples(bundle: DatasetBundle) -> None:
+    """Distilling (and planning it) needs real samples of every class to start from."""
+    counts = np.bincount(bundle.y_train.numpy(), minlength=bundle.num_classes)
+    if (counts == 0).any():
+        empty = [str(bundle.class_names[i]) for i in np.flatnonzero(counts == 0)[:5]]
+        raise ValueError(f"{bundle.name}: class(es) {', '.join(empty)} have no training "
+                         "samples to distill from")
