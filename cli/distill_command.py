@@ -15,10 +15,8 @@ from typing import Any
 
 import click
 
-from quadd_train.objectives import objective_names
-
 from .errors import describe, fail
-from .objective_flags import ObjectiveCommand, collect_objective_options, objective_flag_options
+from .objective_flags import MethodChoice, ObjectiveCommand, collect_objective_options
 from .output import json_line
 from .train_options import (
     budget_opt,
@@ -34,8 +32,6 @@ from .train_options import (
 
 __all__ = ["distill_command"]
 
-_METHODS = objective_names()
-
 
 @click.command("distill", cls=ObjectiveCommand)
 @dataset_opt
@@ -46,7 +42,7 @@ _METHODS = objective_names()
 @click.option("--quantizer", "-q", type=click.Choice(["uniform", "apot", "learned", "none"]),
               default="uniform", show_default=True,
               help="Differentiable quantizer in the loop; none = unquantized 32-bit DM.")
-@click.option("--method", type=click.Choice(_METHODS), default="dm", show_default=True,
+@click.option("--method", type=MethodChoice(), default="dm", show_default=True,
               help="Distillation objective; its options are listed below under its name, "
               "and can also be given as --opt KEY=VALUE.")
 @click.option("--iterations", "-n", type=click.IntRange(min=0), default=1000,
@@ -180,5 +176,3 @@ def distill_command(
             f"{res.it_per_s:.2f} it/s"
         )
 
-
-distill_command.params[-1:-1] = objective_flag_options(_METHODS)

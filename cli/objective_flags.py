@@ -16,8 +16,8 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-__all__ = ["ObjectiveCommand", "ObjectiveOption", "collect_objective_options",
-           "objective_flag_options"]
+__all__ = ["MethodChoice", "ObjectiveCommand", "ObjectiveOption",
+           "collect_objective_options", "objective_flag_options"]
 
 OPT_HELP = ("An option of the --method's objective as KEY=VALUE (repeatable), e.g. "
             "--opt pool_size=512; every option of its Options, including those without a "
@@ -35,10 +35,46 @@ class ObjectiveOption(click.Option):
         self.negates = negates  # a flag that turns a default-true option off (--no-dsa)
 
 
+class MethodChoice(click.Choice):
+    """``--method``: the objectives registered when the command runs (entry points and
+    objectives registered after the command was built included)."""
+
+    def __init__(self) -> None:
+        super().__init__([])
+
+    @property  # type: ignore[override]
+    def choices(self) -> tuple[str, ...]:
+        from quadd_train.objectives import objective_names
+
+        return tuple(objective_names())
+
+    @choices.setter
+    def choices(self, value: Any) -> None:
+        pass
+
+
 class ObjectiveCommand(click.Command):
-    """A command whose ``--help`` lists each objective's flags in a section of its own."""
+    """A command that takes every registered objective's flags (built when it runs, so
+    plugins count) and lists each objective's in a ``--help`` section of its own."""
+
+    _flags: list[click.Option] = []
+    _flags_for: tuple[str, ...] | None = None
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        from quadd_train.objectives import objective_names
+
+        names = tuple(objective_names())
+        if self._flags_for != names:
+            self._flags, self._flags_for = objective_flag_options(names), names
+        params = super().get_params(ctx)
+        help_option = self.get_help_option(ctx)
+        at = len(params) - 1 if help_option is not None and params[-1] is help_option else None
+        return [*params[:at], *self._flags, *params[at:]] if at is not None else [
+            *params, *self._flags]
 
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        from quadd_train.objectives import option_fields, options_class
+
         sections: dict[str, list[tuple[str, str]]] = {"": []}
         for param in self.get_params(ctx):
             record = param.get_help_record(ctx)
@@ -47,6 +83,12 @@ class ObjectiveCommand(click.Command):
             key = param.objective if isinstance(param, ObjectiveOption) else ""
             sections.setdefault(key, []).append(record)
         for key, records in sections.items():
+            if key:
+                # Options without a flag of their own are reached through --opt only.
+                rest = [f.name for f in option_fields(options_class(key))
+                        if f.metadata.get("flag", "") is None]
+                if rest:
+                    records.append(("--opt KEY=VALUE", "Also: " + ", ".join(rest) + "."))
             title = "Options" if not key else f"Options of --method {key}"
             with formatter.section(title):
                 formatter.write_dl(records)
@@ -90,7 +132,10 @@ def objective_flag_options(names: Iterable[str]) -> list[click.Option]:
 
     params: list[click.Option] = []
     for name in names:
-        cls = options_class(name)
+        try:
+            cls = options_class(name)
+        except ValueError:
+            continue  # a plugin that fails to load is named when --method asks for it
         for f in option_fields(cls):
             option = _flag_option(name, cls, f)
             if option is not None:
@@ -108,7 +153,7 @@ def collect_objective_options(ctx: click.Context, method: str, values: dict[str,
 
     chosen: dict[str, Any] = {}
     flags: dict[str, str] = {}
-    for param in ctx.command.params:
+    for param in ctx.command.get_params(ctx):
         if not isinstance(param, ObjectiveOption) or param.name is None:
             continue
         if ctx.get_parameter_source(param.name) in (None, ParameterSource.DEFAULT):

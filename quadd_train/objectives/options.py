@@ -77,5 +77,6 @@ def parse_option_text(options_cls: type, text: str) -> tuple[str, Any]:
                 return key, kind(raw)
             except ValueError:
                 continue
-    wanted = " or ".join(getattr(k, "__name__", str(k)) for k in kinds)
+    wanted = " or ".join("none" if k is type(None) else getattr(k, "__name__", str(k))
+                         for k in kinds)
     raise ValueError(f"option {key}={raw!r}: expected {wanted}")

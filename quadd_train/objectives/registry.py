@@ -9,10 +9,10 @@ through its entry point in the ``quadd.objectives`` group.
 True
 >>> get_objective("dm").name
 'dm'
->>> get_objective("no-such")
+>>> get_objective("no-such")  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-ValueError: unknown method 'no-such'; available: ['dm']
+ValueError: unknown method 'no-such'; available: [...'dm'...]
 """
 
 from __future__ import annotations
