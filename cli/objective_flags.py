@@ -19,9 +19,9 @@ from click.core import ParameterSource
 __all__ = ["MethodChoice", "ObjectiveCommand", "ObjectiveOption",
            "collect_objective_options", "objective_flag_options"]
 
-OPT_HELP = ("An option of the --method's objective as KEY=VALUE (repeatable), e.g. "
-            "--opt pool_size=512; every option of its Options, including those without a "
-            "flag of their own. Values are parsed by the option's type (none for unset).")
+OPT_HELP = ("An option of the --method's objective, as KEY=VALUE (repeatable): any field "
+            "of its options, those without a flag of their own included (named in its "
+            "section below). The value is read as the option's type (none: unset).")
 
 
 class ObjectiveOption(click.Option):
