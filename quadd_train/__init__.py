@@ -4,7 +4,8 @@ The main entry points are re-exported lazily (importing the package stays cheap,
 submodules such as ``quadd_train.data`` can be imported on their own):
 
 * :func:`distill`, :class:`DistillConfig`, :class:`DistillResult`, :func:`subset`,
-  :func:`load_checkpoint` (``quadd_train.plan.plan``: the module's name is taken)
+  :func:`load_checkpoint`; ``plan`` is the module :mod:`quadd_train.plan` (its function
+  :func:`quadd_train.plan.plan` says what a configuration fits)
 * :func:`make_quantizer` and the quantizer classes
 * :class:`SyntheticSet`, :class:`Objective`, :func:`make_objective`,
   :func:`register_objective`, :func:`parse_size`

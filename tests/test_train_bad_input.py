@@ -45,7 +45,7 @@ def _error(*args: str) -> str:
 
 
 @pytest.mark.parametrize("override, message", [
-    # A label of 10**9 used to size a list of a billion class names before any check.
+    # Unchecked, a label of 10**9 would size a list of a billion class names.
     ({"y_train": np.where(np.arange(40) % 4 == 3, 10**9, np.arange(40) % 4)},
      "labels up to 1000000000; at most 65536 classes"),
     ({"y_train": np.array(list("abcd") * 10)}, "integer class indices, got dtype"),
