@@ -53,7 +53,13 @@ separate package adds one through the entry point group ``quadd.objectives`` (na
 the objective's name, value = ``"package.module:Class"``); entry points are loaded
 lazily, the first time their name is asked for, and one that fails to load is named in
 the error. :func:`objective_names` lists every name; :func:`get_objective` returns the
-class; :func:`make_objective` builds one.
+class; :func:`make_objective` builds one; :func:`options_class` returns its ``Options``
+(a built-in's without importing torch, for the command line's flags).
+
+A run (``quadd_train.loop.distill``) calls, in order: the constructor (also once to
+check the options early), ``load_state_dict`` and ``fingerprint`` when resuming,
+``prepare``, ``parameters``, ``loss`` every iteration, ``fingerprint`` and
+``state_dict`` at every checkpoint, and ``report`` and ``summary`` at the end.
 """
 
 from __future__ import annotations
