@@ -13,7 +13,8 @@ An objective is a subclass of :class:`Objective` registered under a name:
   ``metadata`` may hold ``help`` (the ``--help`` text), ``flag`` (the command line flag:
   a string such as ``"--pool-size"``; absent: ``--<name>-<field>``; ``None``: none, the
   option is then set with ``--opt field=value`` only), ``choices`` (allowed values),
-  ``min`` (smallest number) and ``show_default``. ``quadd distill --opt KEY=VALUE``
+  ``min`` (smallest number) and ``show_default``; a ``bool`` option's flag sets the
+  opposite of its default (DM's ``--no-dsa``). ``quadd distill --opt KEY=VALUE``
   reaches every field, its text parsed by the field's type (``int``, ``float``, ``str``,
   ``bool``, or one of these or None, written ``none``).
 * ``__init__(**options)``: builds ``self.options`` from keyword arguments (an unknown
