@@ -26,10 +26,11 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from quadd_train import DistillConfig, distill, load_checkpoint, subset  # noqa: E402
 from quadd_train.budget import parse_size  # noqa: E402
 from quadd_train.data import load_dataset  # noqa: E402
-from quadd_train.distill import DistillConfig, distill, load_checkpoint, plan, subset  # noqa: E402
 from quadd_train.evaluate import evaluate_qdd  # noqa: E402
+from quadd_train.plan import plan  # noqa: E402
 
 
 def _fits(args: argparse.Namespace, bundle: Any, budget: int, bits: int) -> int:
@@ -203,13 +204,14 @@ def _distill_rows(args: argparse.Namespace, bundle: Any, r: dict[str, Any], budg
             dataset=args.dataset, budget_bytes=budget,
             bits=r["bits"] if r["bits"] != 32 else 8,
             quantizer=r["quantizer"], iterations=n_it, seed=args.seed,
-            post_quantize=r["kind"] == "post", pool_size=args.pool_size,
+            post_quantize=r["kind"] == "post",
             post_codebook=r.get("post_codebook", "uniform"), quant_warmup=args.quant_warmup,
-            real_per_class=args.real_per_class, device=args.device, ipc=args.ipc,
-            dm_mode=args.dm_mode, compile=args.compile, upsample=args.upsample,
+            device=args.device, ipc=args.ipc, compile=args.compile, upsample=args.upsample,
             upsample_filter=args.upsample_filter, lr_img=args.lr_img,
-            pool_train_steps=args.pool_train_steps, pool_train_batch=args.pool_train_batch,
-            pool_order=args.pool_order,
+            objective_options=dict(
+                mode=args.dm_mode, pool_size=args.pool_size,
+                real_per_class=args.real_per_class, pool_train_steps=args.pool_train_steps,
+                pool_train_batch=args.pool_train_batch, pool_order=args.pool_order),
             # Often enough that a killed run loses little; dividing n_it, so the next
             # stage starts exactly where this one ended.
             checkpoint_every=math.gcd(100, n_it), checkpoint_path=str(ckpt), resume=True,

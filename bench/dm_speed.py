@@ -32,9 +32,9 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from quadd_train.methods.dm import DMObjective, default_pool  # noqa: E402
+from quadd_train.objectives.dm import DMObjective, default_pool  # noqa: E402
 from quadd_train.quantizers import make_quantizer, quantizer_optimizer  # noqa: E402
-from quadd_train.runtime import resolve_device  # noqa: E402
+from quadd_train.runtime import resolve_device, resolve_runtime  # noqa: E402
 
 NUM_CLASSES, IPC, SHAPE = 10, 16, (3, 32, 32)
 
@@ -128,10 +128,13 @@ def main(argv: list[str] | None = None) -> None:
     dev = resolve_device(args.device)
     syn0 = x_real[idx].clone().to(dev)
 
-    def objective(**kw: object) -> tuple[DMObjective, float]:
+    def objective(channels_last: bool | None = None, bf16: bool | None = None,
+                  compile: bool = False, **kw: object) -> tuple[DMObjective, float]:
         o = DMObjective(pool_size=args.pool_size, real_per_class=args.real_per_class, **kw)
+        runtime = resolve_runtime(dev, bf16=bf16, channels_last=channels_last,
+                                  compile=compile)
         t = time.perf_counter()
-        o.prepare(x_real, y_real, NUM_CLASSES, IPC, dev, seed=0)
+        o.prepare(x_real, y_real, NUM_CLASSES, IPC, runtime, seed=0)
         return o, time.perf_counter() - t
 
     variants: list[tuple[str, dict[str, object]]] = [

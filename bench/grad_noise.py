@@ -57,7 +57,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from quadd_train.data import load_dataset
-    from quadd_train.methods.dm import DMObjective
+    from quadd_train.objectives.dm import DMObjective
+    from quadd_train.runtime import resolve_runtime
 
     torch.manual_seed(args.seed)
     bundle = load_dataset(args.dataset, args.data_dir)
@@ -66,8 +67,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     syn, labels, what = start_set(args.source, bundle, x_real, args.ipc, args.seed)
     k = bundle.num_classes
     ipc = syn.shape[0] // k
-    obj = DMObjective(mode="plain", batch_real=BATCH, bf16=False, compile=False)
-    obj.prepare(x_real, y_real, k, ipc, torch.device("cpu"), args.seed)
+    obj = DMObjective(mode="plain", batch_real=BATCH)
+    obj.prepare(x_real, y_real, k, ipc, resolve_runtime("cpu", bf16=False, compile=False),
+                args.seed)
     rng = np.random.default_rng([args.seed, 0x6E0])
     sizes = sorted(set(args.sizes))
     g_full, diffs = [], {r: [] for r in sizes}

@@ -1,6 +1,6 @@
 """Compiled DM steps on the CPU in NCHW and in channels_last, interleaved in one run.
 
-Why: a compiled run on a CPU takes channels_last by default (``DMConfig.channels_last``),
+Why: a compiled run on a CPU takes channels_last by default (``resolve_runtime``),
 because compiled NHWC steps measured no slower than NCHW there while eager ones took
 twice as long (``dm_speed.py``). This checks the compiled claim on the loops and set
 sizes ``dm_speed`` does not time: the plain loop, and a large synthetic set embedded in
@@ -24,8 +24,9 @@ import numpy as np
 import torch
 
 from quadd_train.data import load_dataset
-from quadd_train.methods import make_objective
+from quadd_train.objectives import make_objective
 from quadd_train.quantizers import make_quantizer
+from quadd_train.runtime import resolve_runtime
 from quadd_train.synthetic import SyntheticSet
 
 
@@ -47,9 +48,10 @@ def main() -> None:
                                num_channels=3)
         quant.init_from(syn.data.detach())
         pool = {"pool_size": 2, "real_per_class": 128} if args.mode == "fast" else {}
-        obj = make_objective("dm", mode=args.mode, iterations=1000, compile=True,
-                             channels_last=layout == "channels_last", **pool)
-        obj.prepare(x, y, 10, args.ipc, torch.device("cpu"), 0)
+        obj = make_objective("dm", mode=args.mode, **pool)
+        runtime = resolve_runtime("cpu", compile=True,
+                                  channels_last=layout == "channels_last")
+        obj.prepare(x, y, 10, args.ipc, runtime, 0, iterations=1000)
         opt = torch.optim.SGD([syn.data], lr=1.0, momentum=0.5)
         rng = np.random.default_rng(0)
 

@@ -54,14 +54,15 @@ def _variant(v: str) -> dict[str, Any]:
 def _heldout(args: argparse.Namespace, x_real: Any, y_real: Any, k: int, ipc: int) -> Any:
     import torch
 
-    from quadd_train.methods.dm import DMObjective
+    from quadd_train.objectives.dm import DMObjective
+    from quadd_train.runtime import resolve_runtime
 
-    obj = DMObjective(pool_size=args.heldout, real_per_class=args.heldout_real, bf16=False)
+    obj = DMObjective(pool_size=args.heldout, real_per_class=args.heldout_real)
     cache = Path(args.cache) if args.cache else None
     if cache is not None and cache.exists():
         obj.load_state_dict(torch.load(cache, weights_only=False))
     t = time.perf_counter()
-    obj.prepare(x_real, y_real, k, ipc, torch.device("cpu"), HELDOUT_SEED)
+    obj.prepare(x_real, y_real, k, ipc, resolve_runtime("cpu", bf16=False), HELDOUT_SEED)
     if cache is not None and not cache.exists():
         torch.save(obj.state_dict(), cache)
     print(f"held-out pool {args.heldout} x {args.heldout_real}: "
@@ -81,7 +82,8 @@ def run(args: argparse.Namespace) -> None:
     import torch
 
     from quadd_train.data import load_dataset
-    from quadd_train.methods.dm import DMObjective
+    from quadd_train.objectives.dm import DMObjective
+    from quadd_train.runtime import resolve_runtime
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -103,10 +105,11 @@ def run(args: argparse.Namespace) -> None:
         for v in args.variants:
             if (v, seed) in done:
                 continue
-            obj = DMObjective(**_variant(v), bf16=False, compile=args.compile)
+            obj = DMObjective(**_variant(v))
+            runtime = resolve_runtime("cpu", bf16=False, compile=args.compile)
             t0 = time.perf_counter()
             torch.manual_seed(seed)
-            obj.prepare(x_real, y_real, k, ipc, torch.device("cpu"), seed)
+            obj.prepare(x_real, y_real, k, ipc, runtime, seed)
             t1 = time.perf_counter()
             syn = start.clone().requires_grad_(True)
             opt = torch.optim.SGD([syn], lr=1.0, momentum=0.5)

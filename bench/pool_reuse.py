@@ -67,19 +67,20 @@ def _variant(v: str) -> dict[str, Any]:
 def _job(args: dict[str, Any], variant: str, seed: int) -> dict[str, Any]:
     import torch
 
+    from quadd_train import DistillConfig, distill
     from quadd_train.data import load_dataset
-    from quadd_train.distill import DistillConfig, distill
     from quadd_train.evaluate import evaluate_qdd
 
     torch.set_num_threads(1)
     bundle = load_dataset(args["dataset"], args["data_dir"])
     settings = {"real_per_class": args["real_per_class"], **_variant(variant)}
+    settings["mode"] = settings.pop("dm_mode", "auto")
     cfg = DistillConfig(dataset=args["dataset"], budget_bytes=1 << 30,
                         quantizer=args["quantizer"], bits=args["bits"], ipc=args["ipc"],
-                        iterations=args["iterations"], seed=seed,
-                        batch_real=args["real_per_class"], device="cpu",
+                        iterations=args["iterations"], seed=seed, device="cpu",
                         compile=args.get("compile", False),
-                        **settings)
+                        objective_options={"batch_real": args["real_per_class"],
+                                           **settings})
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "d.qdd"
         res = distill(cfg, bundle, path, progress=False)

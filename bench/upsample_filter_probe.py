@@ -26,9 +26,8 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from quadd_codec import QddFile, write_qdd  # noqa: E402
-from quadd_train import synthetic  # noqa: E402
+from quadd_train import DistillConfig, distill, synthetic  # noqa: E402
 from quadd_train.data import load_dataset  # noqa: E402
-from quadd_train.distill import DistillConfig, distill  # noqa: E402
 from quadd_train.evaluate import evaluate_qdd  # noqa: E402
 
 
@@ -59,8 +58,9 @@ def main() -> None:
     synthetic.SyntheticSet.expand = expand  # type: ignore[method-assign]
     bundle = load_dataset(args.dataset, args.data_dir)
     cfg = DistillConfig(dataset=args.dataset, budget_bytes=args.budget, bits=args.bits,
-                        iterations=args.iterations, pool_size=32, real_per_class=128,
-                        device="cpu", compile="off", upsample=args.upsample, seed=args.seed)
+                        iterations=args.iterations, device="cpu", compile=False,
+                        upsample=args.upsample, seed=args.seed,
+                        objective_options={"pool_size": 32, "real_per_class": 128})
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "set.qdd"
         distill(cfg, bundle, out, progress=False)

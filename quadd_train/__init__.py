@@ -3,9 +3,16 @@
 The main entry points are re-exported lazily (importing the package stays cheap, and
 submodules such as ``quadd_train.data`` can be imported on their own):
 
-* :func:`distill`, :class:`DistillConfig`, :class:`DistillResult`, :func:`subset`
+* :func:`distill`, :class:`DistillConfig`, :class:`DistillResult`, :func:`subset`,
+  :func:`load_checkpoint`; ``plan`` is the module :mod:`quadd_train.plan` (its function
+  :func:`quadd_train.plan.plan` says what a configuration fits)
 * :func:`make_quantizer` and the quantizer classes
-* :class:`SyntheticSet`, :func:`make_objective`, :func:`parse_size`
+* :class:`SyntheticSet`, :class:`Objective`, :func:`make_objective`,
+  :func:`register_objective`, :func:`parse_size`
+
+Modules: ``config`` (DistillConfig and results), ``plan`` (file layout, samples per
+class, pre-run checks), ``loop`` (distill), ``checkpoint``, ``baselines`` (subset),
+``objectives`` (the objective plug point and DM), ``runtime`` (device and numerics).
 """
 
 from __future__ import annotations
@@ -14,11 +21,14 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "DistillConfig": "distill",
-    "DistillResult": "distill",
-    "SubsetResult": "distill",
-    "distill": "distill",
-    "subset": "distill",
+    "DistillConfig": "config",
+    "DistillResult": "config",
+    "SubsetResult": "config",
+    "distill": "loop",
+    "subset": "baselines",
+    "Plan": "plan",
+    "FileLayout": "plan",
+    "load_checkpoint": "checkpoint",
     "make_quantizer": "quantizers",
     "Quantizer": "quantizers",
     "UniformQuantizer": "quantizers",
@@ -26,8 +36,10 @@ _EXPORTS = {
     "LearnedQuantizer": "quantizers",
     "IdentityQuantizer": "quantizers",
     "SyntheticSet": "synthetic",
-    "Objective": "methods",
-    "make_objective": "methods",
+    "Objective": "objectives",
+    "make_objective": "objectives",
+    "register_objective": "objectives",
+    "objective_names": "objectives",
     "parse_size": "budget",
 }
 

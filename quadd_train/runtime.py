@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["Runtime", "available_memory", "native_bf16", "resolve_device", "resolve_runtime",
-           "to_device"]
+__all__ = ["Runtime", "as_runtime", "available_memory", "native_bf16", "resolve_device",
+           "resolve_runtime", "to_device"]
 
 
 @dataclass(frozen=True)
@@ -106,3 +106,10 @@ def native_bf16(device: torch.device) -> bool:
     except OSError:
         pass
     return False
+
+
+def as_runtime(runtime: Runtime | torch.device | str) -> Runtime:
+    """``runtime`` itself, or a device's default settings (not compiled)."""
+    if isinstance(runtime, Runtime):
+        return runtime
+    return resolve_runtime(runtime)

@@ -13,7 +13,8 @@ import torch
 from click.testing import CliRunner
 
 from cli.main import main
-from quadd_train import distill as distill_mod
+from quadd_train import checkpoint as checkpoint_mod
+from quadd_train import plan as plan_mod
 from quadd_train.data import load_dataset
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -44,7 +45,7 @@ def _error(*args: str) -> str:
 
 
 @pytest.mark.parametrize("override, message", [
-    # A label of 10**9 used to size a list of a billion class names before any check.
+    # Unchecked, a label of 10**9 would size a list of a billion class names.
     ({"y_train": np.where(np.arange(40) % 4 == 3, 10**9, np.arange(40) % 4)},
      "labels up to 1000000000; at most 65536 classes"),
     ({"y_train": np.array(list("abcd") * 10)}, "integer class indices, got dtype"),
@@ -152,7 +153,7 @@ def test_a_real_checkpoint_still_resumes(tmp_path):
     code, text = _run("distill", "-b", "2KiB", "-n", "4", "--checkpoint-every", "2",
                       "-o", out)
     assert code == 0, text
-    state = distill_mod.load_checkpoint(out + ".ckpt")  # holds NumPy arrays (pool seeds)
+    state = checkpoint_mod.load_checkpoint(out + ".ckpt")  # holds NumPy arrays (pool seeds)
     assert isinstance(state["objective"]["pool_seeds"], np.ndarray)
     code, text = _run("distill", "-b", "2KiB", "-n", "6", "--resume", "-o", out)
     assert code == 0 and "6 iterations" in text, text
@@ -184,7 +185,7 @@ def test_a_damaged_dataset_archive_is_one_error_line(tmp_path):
 
 
 def test_a_budget_too_large_to_train_is_refused_before_allocating(tmp_path, monkeypatch):
-    monkeypatch.setattr(distill_mod, "available_memory", lambda device: 64 << 20)
+    monkeypatch.setattr(plan_mod, "available_memory", lambda device: 64 << 20)
     line = _error("distill", "-b", "64MiB", "--bits", "1", "-n", "1",
                   "-o", str(tmp_path / "big.qdd"))
     assert "GiB to train" in line and "smaller --ipc or --budget" in line
@@ -246,7 +247,7 @@ def test_the_summary_says_what_ran_and_an_interrupt_says_how_to_go_on(tmp_path, 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("quadd_train.distill.distill", interrupted)
+    monkeypatch.setattr("quadd_train.loop.distill", interrupted)
     args = ["distill", "-b", "2KiB", "-n", "6", "--checkpoint-every", "2", "--upsample", "2",
             "-o", out]
     result = CliRunner().invoke(main, [*args, "--resume"])

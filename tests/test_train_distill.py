@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import fields
 
 import numpy as np
 import pytest
 import torch
 
 from quadd_codec import QddFile
-from quadd_train.distill import DistillConfig, distill, subset
+from quadd_train import DistillConfig, distill, subset
+from quadd_train.objectives.dm import DMOptions
 from quadd_train.quantizers import make_quantizer
 from quadd_train.synthetic import SyntheticSet
 
@@ -18,6 +20,17 @@ BUDGET = 4096
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+_DM_KEYS = {f.name for f in fields(DMOptions)}
+
+
+def dm_config(**kw) -> DistillConfig:
+    """A DistillConfig whose DM options (``dm_mode`` for ``mode``) are given flat."""
+    if "dm_mode" in kw:
+        kw["mode"] = kw.pop("dm_mode")
+    options = {k: kw.pop(k) for k in list(kw) if k in _DM_KEYS}
+    return DistillConfig(**kw, objective_options=options)
 
 
 def _cfg(**kw) -> DistillConfig:
@@ -32,7 +45,7 @@ def _cfg(**kw) -> DistillConfig:
         ipc=4,
     )
     base.update(kw)
-    return DistillConfig(**base)
+    return dm_config(**base)
 
 
 @pytest.mark.parametrize("quantizer", ["uniform", "apot", "learned"])
@@ -168,7 +181,7 @@ def test_an_unreused_pool_of_the_plain_batch_is_the_plain_loop(tmp_path, digits,
     fast = tmp_path / "fast.qdd"
     res = distill(_cfg(pool_size=6, real_per_class=24, **common), digits, fast,
                   progress=False)
-    assert (res.pool_size, res.real_per_class) == (6, 24)
+    assert (res.report["pool_size"], res.report["real_per_class"]) == (6, 24)
     assert QddFile(fast).read_all().tobytes() == QddFile(plain).read_all().tobytes()
     # The plain loop's draws follow its iteration count, which a resumed run restores.
     ckpt = tmp_path / "plain.ckpt"
@@ -186,7 +199,8 @@ def test_an_unreused_pool_of_the_plain_batch_is_the_plain_loop(tmp_path, digits,
     res = distill(_cfg(dm_mode="auto", batch_real=24, checkpoint_path=str(ckpt),
                        resume=True, pool_size=None, real_per_class=None, **common),
                   digits, again, progress=False)
-    assert (res.dm_mode, res.pool_size, res.resumed_from) == ("plain", None, 3)
+    assert (res.report["dm_mode"], res.report["pool_size"], res.resumed_from) == (
+        "plain", None, 3)
     # Asking that resumed run for a trained pool is a change of settings, and says so.
     with pytest.raises(ValueError, match=r"different settings \(pool_train_steps "):
         distill(_cfg(dm_mode="auto", batch_real=24, checkpoint_path=str(ckpt), resume=True,
@@ -354,18 +368,18 @@ def test_checkpoint_from_before_a_new_setting_still_resumes(tmp_path, digits):
                 digits, tmp_path / "c.qdd", progress=False)
 
 
-def test_a_checkpoint_from_before_the_pool_order_drew_at_random(tmp_path, digits):
+def test_an_objective_setting_the_checkpoint_predates_counts_at_its_default(tmp_path, digits):
     ckpt = tmp_path / "old.ckpt"
     distill(_cfg(iterations=2, checkpoint_every=2, checkpoint_path=str(ckpt),
                  pool_order="random"), digits, tmp_path / "a.qdd", progress=False)
     state = torch.load(ckpt, weights_only=False)
-    del state["fingerprint"]["pool_order"]  # as written before the setting existed
+    del state["objective_fingerprint"]["pool_order"]  # as if written before the setting
     torch.save(state, ckpt)
     with pytest.raises(ValueError, match=r"different settings \(pool_order "):
-        distill(_cfg(iterations=4, checkpoint_path=str(ckpt), resume=True), digits,
-                tmp_path / "b.qdd", progress=False)
-    res = distill(_cfg(iterations=4, checkpoint_path=str(ckpt), resume=True,
-                       pool_order="random"), digits, tmp_path / "b.qdd", progress=False)
+        distill(_cfg(iterations=4, checkpoint_path=str(ckpt), resume=True,
+                     pool_order="random"), digits, tmp_path / "b.qdd", progress=False)
+    res = distill(_cfg(iterations=4, checkpoint_path=str(ckpt), resume=True), digits,
+                  tmp_path / "b.qdd", progress=False)
     assert res.resumed_from == 2
     # The plain loop draws no pool: its runs resume whatever the order says.
     plain = tmp_path / "plain.ckpt"
@@ -377,17 +391,31 @@ def test_a_checkpoint_from_before_the_pool_order_drew_at_random(tmp_path, digits
     assert res.resumed_from == 1
 
 
+def test_a_checkpoint_of_an_older_version_is_refused_in_one_line(tmp_path, digits):
+    ckpt = tmp_path / "old.ckpt"
+    distill(_cfg(iterations=1, checkpoint_every=1, checkpoint_path=str(ckpt)), digits,
+            tmp_path / "a.qdd", progress=False)
+    state = torch.load(ckpt, weights_only=False)
+    state["version"] = 1
+    torch.save(state, ckpt)
+    with pytest.raises(ValueError, match="written by an older quadd; start again without "
+                       "--resume"):
+        distill(_cfg(iterations=2, checkpoint_path=str(ckpt), resume=True), digits,
+                tmp_path / "b.qdd", progress=False)
+
+
 def test_an_unset_pool_resumes_on_the_checkpoints_pool(tmp_path, digits):
     # The defaults depend on the device and the run's length. A new run records the
     # numbers; a run without --pool-size / --real-per-class resumes on whatever its
     # checkpoint used, even with more iterations: another device's default, or an older
-    # default (entries of 128 real images on a CPU until 2026-11-30's evening).
+    # default.
     ckpt = tmp_path / "d.ckpt"
     kw = dict(checkpoint_path=str(ckpt))
     distill(_cfg(iterations=8, pool_size=None, real_per_class=None, checkpoint_every=8, **kw),
             digits, tmp_path / "a.qdd", progress=False)
     state = torch.load(ckpt, weights_only=False)
-    assert (state["fingerprint"]["pool_size"], state["fingerprint"]["real_per_class"]) == (2, 256)
+    assert (state["objective_fingerprint"]["pool_size"],
+            state["objective_fingerprint"]["real_per_class"]) == (2, 256)
     assert state["objective"]["pool_means"].shape[0] == 2
     distill(_cfg(iterations=2, pool_size=5, real_per_class=3, checkpoint_every=2, **kw),
             digits, tmp_path / "b.qdd", progress=False)  # as if made where the default is 5 x 3
@@ -395,7 +423,8 @@ def test_an_unset_pool_resumes_on_the_checkpoints_pool(tmp_path, digits):
                        checkpoint_every=7, **kw), digits, tmp_path / "b.qdd", progress=False)
     assert res.resumed_from == 2
     state = torch.load(ckpt, weights_only=False)
-    assert (state["fingerprint"]["pool_size"], state["fingerprint"]["real_per_class"]) == (5, 3)
+    assert (state["objective_fingerprint"]["pool_size"],
+            state["objective_fingerprint"]["real_per_class"]) == (5, 3)
     assert state["objective"]["pool_means"].shape[0] == 5
     with pytest.raises(ValueError, match=r"different settings \(pool_size "):
         distill(_cfg(iterations=3, pool_size=64, real_per_class=None, resume=True, **kw),

@@ -8,9 +8,10 @@ import torch
 from click.testing import CliRunner
 
 from cli.main import main
-from quadd_train.distill import DistillConfig, distill
-from quadd_train.methods import dm
-from quadd_train.methods.dm import DMObjective, default_mode, default_pool, default_syn_chunk
+from quadd_train import DistillConfig, distill
+from quadd_train.objectives import dm
+from quadd_train.objectives.dm import DMObjective, default_mode, default_pool, default_syn_chunk
+from quadd_train.runtime import resolve_runtime
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -49,8 +50,9 @@ def test_pool_networks_are_trained_in_proportion(digits):
 
 
 def test_trained_pool_resumes_exactly_without_retraining(tmp_path, digits, capsys):
-    cfg = dict(budget_bytes=4096, bits=2, iterations=4, seed=3, pool_size=3,
-               real_per_class=16, ipc=4, pool_train_steps=6)
+    pool = dict(pool_size=3, real_per_class=16, pool_train_steps=6)
+    cfg = dict(budget_bytes=4096, bits=2, iterations=4, seed=3, ipc=4,
+               objective_options=pool)
     distill(DistillConfig(**cfg), digits, tmp_path / "full.qdd", progress=False)
     ckpt = tmp_path / "p.ckpt"
     distill(DistillConfig(**{**cfg, "iterations": 2}, checkpoint_every=2,
@@ -64,7 +66,8 @@ def test_trained_pool_resumes_exactly_without_retraining(tmp_path, digits, capsy
     assert (tmp_path / "full.qdd").read_bytes() == (tmp_path / "part.qdd").read_bytes()
     # Another number of steps is another pool: no silent reuse.
     with pytest.raises(ValueError, match="pool_train_steps"):
-        distill(DistillConfig(**{**cfg, "pool_train_steps": 7}, checkpoint_path=str(ckpt),
+        distill(DistillConfig(**{**cfg, "objective_options": {**pool, "pool_train_steps": 7}},
+                              checkpoint_path=str(ckpt),
                               resume=True), digits, tmp_path / "other.qdd", progress=False)
 
 
@@ -101,7 +104,7 @@ def test_the_automatic_loop_is_plain_on_a_gpu_unless_a_pool_is_asked_for(digits)
                 dict(pool_order="random")):
         assert default_mode(gpu, **ask) == "fast", ask
     obj = DMObjective(pool_size=2, real_per_class=4)
-    assert obj.cfg.mode == "auto"
+    assert obj.options.mode == "auto"
     obj.prepare(_real(digits), digits.y_train, 10, 1, torch.device("cpu"), seed=0)
     assert obj.mode == "fast" and obj.state_dict()["cfg"]["mode"] == "fast"
     # Restored, it keeps the loop the state was made by.
@@ -135,8 +138,9 @@ def test_the_default_pool_depends_on_the_device_and_run_length():
 
 
 def test_an_unset_pool_takes_the_default_and_resumes(digits):
-    obj = DMObjective(iterations=24)
-    obj.prepare(_real(digits), digits.y_train, 10, 1, torch.device("cpu"), seed=0)
+    obj = DMObjective()
+    obj.prepare(_real(digits), digits.y_train, 10, 1, torch.device("cpu"), seed=0,
+                iterations=24)
     assert len(obj._nets) == obj._pool_means.shape[0] == obj.pool_size == 6
     # The state records what was built; an objective with nothing asked for takes the
     # saved pool whatever its own default (here: 5 x 2 from elsewhere).
@@ -144,9 +148,10 @@ def test_an_unset_pool_takes_the_default_and_resumes(digits):
     assert (state["cfg"]["pool_size"], state["cfg"]["real_per_class"]) == (6, 256)
     small = DMObjective(pool_size=5, real_per_class=2)
     small.prepare(_real(digits), digits.y_train, 10, 1, torch.device("cpu"), seed=0)
-    again = DMObjective(iterations=6)
+    again = DMObjective()
     again.load_state_dict(small.state_dict())
-    again.prepare(_real(digits), digits.y_train, 10, 1, torch.device("cpu"), seed=0)
+    again.prepare(_real(digits), digits.y_train, 10, 1, torch.device("cpu"), seed=0,
+                  iterations=6)
     assert (again.pool_size, again.real_per_class, len(again._nets)) == (5, 2, 5)
     assert torch.equal(again._pool_means, small._pool_means)
     for differs in (dict(pool_size=6, real_per_class=2), dict(pool_size=5, real_per_class=3)):
@@ -168,7 +173,7 @@ def test_a_pool_too_large_to_keep_rebuilds_its_networks_identically(digits, monk
         return obj, [float(obj.loss(syn, None, rng)) for _ in range(6)]
 
     kept, kept_losses = run()
-    monkeypatch.setattr(dm, "CPU_RESIDENT_NET_BYTES", 0)
+    monkeypatch.setattr(dm.pool, "CPU_RESIDENT_NET_BYTES", 0)
     rebuilt, rebuilt_losses = run()
     assert len(kept._nets) == 4 and rebuilt._nets == []
     assert torch.equal(kept._pool_means, rebuilt._pool_means)
@@ -182,7 +187,7 @@ def _draws(obj: DMObjective, n: int, seed: int = 0) -> list[int]:
 
 def test_shuffled_passes_draw_every_entry_once_before_any_again(digits):
     obj = _prepared(digits, 0, pool=5)  # the default order
-    assert obj.cfg.pool_order == "shuffle"
+    assert obj.options.pool_order == "shuffle"
     seq = _draws(obj, 15)
     for k in range(3):
         assert sorted(seq[5 * k: 5 * k + 5]) == list(range(5))
@@ -224,7 +229,7 @@ def test_pool_order_on_the_command_line(tmp_path):
     assert res.exit_code != 0 and "Traceback" not in res.output
     assert "'shuffle'" in res.output and not (tmp_path / "x.qdd").exists()
     with pytest.raises(ValueError, match="pool_order"):
-        DistillConfig(pool_order="cyclic").validate()
+        DistillConfig(objective_options={"pool_order": "cyclic"}).validate()
 
 
 @pytest.mark.parametrize(("mode", "compile_"), [("fast", False), ("plain", False),
@@ -248,8 +253,9 @@ def test_a_large_synthetic_set_is_embedded_in_pieces_with_the_same_loss_and_grad
     results = []
     for chunk in (None, 7):
         obj = DMObjective(mode=mode, pool_size=2, real_per_class=16, batch_real=16,
-                          syn_chunk=chunk, bf16=False, compile=compile_)
-        obj.prepare(_real(digits), digits.y_train, 10, 5, torch.device("cpu"), seed=1)
+                          syn_chunk=chunk)
+        obj.prepare(_real(digits), digits.y_train, 10, 5,
+                    resolve_runtime("cpu", bf16=False, compile=compile_), seed=1)
         assert obj.syn_chunk == 7 if chunk else obj.syn_chunk >= 50  # all 50 in one
         x = syn.clone().requires_grad_(True)
         loss = obj.loss(x, None, np.random.default_rng(0))
@@ -280,8 +286,9 @@ def test_the_default_piece_bounds_the_kept_activations():
 
 
 def test_pieces_fall_back_to_eager_when_the_compiled_embedding_fails(digits):
-    obj = DMObjective(pool_size=2, real_per_class=16, syn_chunk=7, bf16=False)
-    obj.prepare(_real(digits), digits.y_train, 10, 5, torch.device("cpu"), seed=1)
+    obj = DMObjective(pool_size=2, real_per_class=16, syn_chunk=7)
+    obj.prepare(_real(digits), digits.y_train, 10, 5, resolve_runtime("cpu", bf16=False),
+                seed=1)
     syn = torch.randn(50, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     x = syn.clone().requires_grad_(True)
     eager = obj.entry_loss(x, 0)
@@ -305,9 +312,11 @@ def test_a_compiled_cpu_run_takes_channels_last_and_drops_it_if_compiling_fails(
     # Compiled NHWC steps measured faster than NCHW on the CPU, eager ones twice as slow:
     # the default layout follows whether the embedding is compiled, and a failed compile
     # takes the run back to NCHW from the next pool entry or iteration on.
-    def setup(**kwargs):
-        obj = DMObjective(pool_size=2, real_per_class=16, bf16=False, **kwargs)
-        obj.prepare(_real(digits), digits.y_train, 10, 2, torch.device("cpu"), seed=1)
+    def setup(compile=None, channels_last=None, **kwargs):
+        obj = DMObjective(pool_size=2, real_per_class=16, **kwargs)
+        runtime = resolve_runtime("cpu", bf16=False, compile=compile,
+                                  channels_last=channels_last)
+        obj.prepare(_real(digits), digits.y_train, 10, 2, runtime, seed=1)
         return obj
 
     def layout_of(obj):

@@ -1,0 +1,178 @@
+"""``quadd distill``: write a distilled `.qdd` file that fits a byte budget.
+
+``--method`` takes any registered objective (``quadd_train.objectives``); its options
+are flags of their own section in ``--help`` (generated from its ``Options``) and
+``--opt KEY=VALUE``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from typing import Any
+
+import click
+
+from .errors import describe, fail
+from .objective_flags import MethodChoice, ObjectiveCommand, collect_objective_options
+from .output import json_line
+from .train_options import (
+    budget_opt,
+    data_dir_opt,
+    dataset_opt,
+    group_opt,
+    load_bundle,
+    out_opt,
+    train_errors,
+    upsample_filter_opt,
+    upsample_opt,
+)
+
+__all__ = ["distill_command"]
+
+
+@click.command("distill", cls=ObjectiveCommand)
+@dataset_opt
+@data_dir_opt
+@budget_opt
+@click.option("--bits", type=click.IntRange(1, 8), default=4, show_default=True,
+              help="Bits per stored value (ignored by --quantizer none, which stores 32).")
+@click.option("--quantizer", "-q", type=click.Choice(["uniform", "apot", "learned", "none"]),
+              default="uniform", show_default=True,
+              help="Differentiable quantizer in the loop; none = unquantized 32-bit DM.")
+@click.option("--method", type=MethodChoice(), default="dm", show_default=True,
+              help="Distillation objective; its options are listed below under its name, "
+              "and can also be given as --opt KEY=VALUE.")
+@click.option("--iterations", "-n", type=click.IntRange(min=0), default=1000,
+              show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--ipc", type=click.IntRange(min=1), default=None,
+              help="Samples per class (default: the most that fit the budget).")
+@group_opt
+@click.option("--post-quantize", is_flag=True,
+              help="Baseline: distill unquantized at the same sample count, quantize once "
+              "at the end.")
+@click.option("--post-codebook", type=click.Choice(["uniform", "kmeans"]), default="uniform",
+              show_default=True, help="Codebook used by --post-quantize.")
+@click.option("--quant-warmup", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Iterations to run unquantized first; the quantizer is then fitted to "
+              "the samples and trained with them.")
+@upsample_opt
+@upsample_filter_opt
+@click.option("--lr-img", type=float, default=1.0, show_default=True)
+@click.option("--lr-quant", type=float, default=0.005, show_default=True)
+@click.option("--checkpoint-every", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Save a checkpoint every N iterations (0: never).")
+@click.option("--checkpoint", "checkpoint_path", type=click.Path(dir_okay=False), default=None,
+              help="Checkpoint file (default: OUTPUT.ckpt).")
+@click.option("--resume", is_flag=True,
+              help="Continue from the checkpoint if it exists (same settings required).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+              show_default=True)
+@click.option("--bf16/--no-bf16", default=None,
+              help="bfloat16 autocast for the embedding network (default: when the "
+              "CPU/GPU computes bf16 natively).")
+@click.option("--channels-last/--no-channels-last", default=None,
+              help="NHWC activations (default: on CUDA, and on a CPU when compiled).")
+@click.option("--compile/--no-compile", "compile_", default=None,
+              help="torch.compile the embedding network (default: for runs of 300+ "
+              "iterations; needs a C++ compiler on CPU, falls back to eager).")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="CPU threads for torch (default: torch's choice).")
+@click.option("--progress/--no-progress", default=None,
+              help="Progress bar on stderr (default: when stderr is a terminal).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+@out_opt
+@click.pass_context
+def distill_command(
+    ctx: click.Context,
+    dataset: str,
+    data_dir: str | None,
+    budget: int,
+    bits: int,
+    quantizer: str,
+    method: str,
+    iterations: int,
+    seed: int,
+    ipc: int | None,
+    group: str,
+    post_quantize: bool,
+    post_codebook: str,
+    quant_warmup: int,
+    upsample: int,
+    upsample_filter: str,
+    lr_img: float,
+    lr_quant: float,
+    checkpoint_every: int,
+    checkpoint_path: str | None,
+    resume: bool,
+    device: str,
+    bf16: bool | None,
+    channels_last: bool | None,
+    compile_: bool | None,
+    threads: int | None,
+    progress: bool | None,
+    as_json: bool,
+    output: str,
+    **objective_values: Any,
+) -> None:
+    """Distill --dataset into OUTPUT.qdd, at most --budget bytes, with quantization in
+    the loop (QuADD): samples and quantization levels are optimized together."""
+    options = collect_objective_options(ctx, method, objective_values)
+    import torch
+
+    from quadd_train import DistillConfig, distill
+
+    if threads:
+        torch.set_num_threads(threads)
+    if progress is None:
+        progress = sys.stderr.isatty()
+    cfg = DistillConfig(
+        dataset=dataset, budget_bytes=budget, bits=bits, quantizer=quantizer, method=method,
+        iterations=iterations, seed=seed, lr_img=lr_img, lr_quant=lr_quant, device=device,
+        group=group, ipc=ipc, post_quantize=post_quantize, post_codebook=post_codebook,
+        quant_warmup=quant_warmup, upsample=upsample, upsample_filter=upsample_filter,
+        checkpoint_every=checkpoint_every, checkpoint_path=checkpoint_path, resume=resume,
+        data_dir=data_dir, channels_last=channels_last, bf16=bf16, compile=compile_,
+        objective_options=options,
+    )
+    ckpt = cfg.checkpoint_for(output)
+    started = time.time()
+    if resume and not os.path.exists(ckpt):
+        click.echo(f"quadd: note: no checkpoint at {ckpt}; starting from the beginning",
+                   err=True)
+    try:
+        bundle = load_bundle(dataset, data_dir, output,
+                             ckpt if checkpoint_every or checkpoint_path else None)
+        res = distill(cfg, bundle, output, progress=progress)
+    except train_errors() as exc:
+        fail(describe(exc))
+    except KeyboardInterrupt:
+        # Only a checkpoint this run resumed from or wrote: an older one at the same path
+        # may hold other settings, and --resume would then refuse it.
+        if checkpoint_every and os.path.exists(ckpt) and (
+                resume or os.path.getmtime(ckpt) >= started):
+            from quadd_train.checkpoint import load_checkpoint
+
+            with contextlib.suppress(ValueError, OSError):
+                at = load_checkpoint(ckpt)["iteration"]
+                click.echo(f"quadd: interrupted; the checkpoint of iteration {at} is in "
+                           f"{ckpt}: run the same command with --resume to go on", err=True)
+                sys.exit(130)
+        raise
+    if as_json:
+        click.echo(json_line(res.to_dict()))
+    else:
+        what = f" ({res.summary})" if res.summary else ""
+        stored = f", stored {upsample}x smaller per side" if upsample > 1 else ""
+        resumed = f", resumed from {res.resumed_from}" if res.resumed_from else ""
+        classes = max(res.n // max(res.ipc, 1), 1)
+        click.echo(
+            f"wrote {res.path}: {res.n} samples ({res.ipc}/class) at {res.bits} bits{stored}, "
+            f"{res.file_bytes} of {res.budget_bytes} bytes; {res.iterations} iterations"
+            f"{resumed}{what}, final loss/class {res.final_loss / classes:.4f}, "
+            f"{res.it_per_s:.2f} it/s"
+        )
+

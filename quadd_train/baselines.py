@@ -1,0 +1,84 @@
+"""The random-real-subset baseline: real samples per class, quantized, as many as fit."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import torch
+
+from quadd_codec import downsample_mean, quantize_array
+
+from .config import SubsetResult
+from .plan import (
+    FileLayout,
+    check_dir,
+    check_written,
+    denorm_of,
+    plan_ipc,
+    provenance,
+    stored_shape,
+)
+
+__all__ = ["subset"]
+
+
+def subset(
+    bundle: Any,
+    budget_bytes: int,
+    bits: int,
+    seed: int,
+    out_path: str | os.PathLike[str],
+    codebook: str = "uniform",
+    group: str = "channel",
+    codebook_dtype: str = "f4",
+    upsample: int = 1,
+) -> SubsetResult:
+    """Random-real-subset baseline: the most samples per class that fit at ``bits``.
+
+    With ``upsample > 1`` each real sample is stored block-averaged, ``upsample`` times
+    smaller per side (the same storage as ``distill --upsample``).
+
+    ``bits=32`` stores raw float32. A class smaller than the affordable count
+    contributes all its samples (no duplicates: a real subset has nothing to gain
+    from them), so the file may then be below the budget.
+    """
+    from .quantizers import GROUPS
+
+    out_path = os.fspath(out_path)
+    check_dir(out_path)
+    if bits != 32 and not 1 <= bits <= 8:
+        raise ValueError(f"bits must be in 1..8 or 32, got {bits}")
+    if group not in GROUPS:
+        raise ValueError(f"unknown group {group!r}; expected one of {GROUPS}")
+    layout = FileLayout(
+        class_names=list(bundle.class_names),
+        sample_shape=stored_shape(tuple(int(d) for d in bundle.x_train.shape[1:]), upsample),
+        bits=bits,
+        group=group,
+        codebook_dtype=codebook_dtype,
+        denorm=denorm_of(bundle),
+        provenance=provenance("subset", dataset=bundle.name, bits=bits, group=group,
+                              seed=seed, codebook=codebook if bits != 32 else None,
+                              upsample=upsample if upsample != 1 else None),
+        upsample=upsample,
+    )
+    num_classes = len(layout.class_names)
+    ipc = plan_ipc(budget_bytes, layout)
+    labels_np = bundle.y_train.cpu().numpy()
+    rng = np.random.default_rng([int(seed), 2])
+    picks = [rng.permutation(np.flatnonzero(labels_np == c))[:ipc] for c in range(num_classes)]
+    idx = np.concatenate(picks).astype(np.int64)
+    labels = labels_np[idx].astype(np.int64)
+    x = bundle.normalize(bundle.x_train[torch.from_numpy(idx)].float())
+    x = downsample_mean(np.ascontiguousarray(x.cpu().numpy(), dtype=np.float32), upsample)
+    if bits == 32:
+        codes, levels = x, None
+    else:
+        codes, levels = quantize_array(x, bits, codebook, group)
+    layout.write(out_path, codes, levels, labels)
+    size = check_written(out_path, budget_bytes, layout.size(len(idx)))
+    # A class smaller than the affordable count gave all it has.
+    taken = max(len(p) for p in picks)
+    return SubsetResult(out_path, taken, len(idx), bits, size, budget_bytes)
