@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from quadd_train import DistillConfig, distill, load_checkpoint, subset  # noqa: E402
 from quadd_train.budget import parse_size  # noqa: E402
 from quadd_train.data import load_dataset  # noqa: E402
-from quadd_train.evaluate import evaluate_qdd  # noqa: E402
+from quadd_train.eval import evaluate_qdd  # noqa: E402
 from quadd_train.plan import plan  # noqa: E402
 
 

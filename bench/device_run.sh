@@ -36,7 +36,7 @@ echo "== environment ($(date -u +%FT%TZ))"
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1
   nproc; free -g | head -2; $PY -c "import torch, numpy; print('torch', torch.__version__,
   'cuda', torch.cuda.is_available(), 'numpy', numpy.__version__)"; } | tee "$OUT/env.txt"
-$PY -c "import quadd_codec, quadd_train.distill" || { echo "import failed"; exit 1; }
+$PY -c "import quadd_codec, quadd_train.loop" || { echo "import failed"; exit 1; }
 
 echo "== data caches ($(( $(date +%s) - T0 )) s)"
 pids=()
@@ -111,14 +111,15 @@ P=(--budget 2MiB --ipc 16 --stages $PAIR_STAGES --only dm32:32)
 # the initial samples, so a seed's fast and plain runs compare pairwise), and the plain
 # loop draws a fresh network every iteration where the fast one reuses its pool's:
 # pair-fast, pair-plain, pair-fast-p512, pair-fast-p1024, pair-fast-p250 and
-# pair-fast-p250x128, each with -s1 ... -s4. The fast jobs draw the pool in passes (the default since 2026-11-29), so a
+# pair-fast-p250x128, each with -s1 ... -s4. The fast jobs draw the pool in passes, so a
 # pool of 1024 never reuses an entry in 1000 iterations, as the GPU's default pool
-# (1000 x 256 at 1000 iterations) does. Since 2026-11-30 entry t is the plain loop's
-# iteration-t draw, so pair-fast-p1024 computes what pair-plain of the same seed does
+# (1000 x 256 at 1000 iterations) does. Entry t is the plain loop's iteration-t draw,
+# so pair-fast-p1024 computes what pair-plain of the same seed does
 # (tests/test_train_distill.py checks it bit for bit on a CPU). pair-fast-p250 is the CPU's
 # default pool at 1000 iterations (each entry drawn 4 times, 256 real images/class), and
-# pair-fast-p250x128 its former default (128 real images/class).
-# The -rand jobs draw at random with replacement, as the GPU rows of 2026-11-28/29 did.
+# pair-fast-p250x128 the same pool with 128 real images/class.
+# The -rand jobs draw at random with replacement (--pool-order random), as the GPU rows
+# in docs/results.md were made.
 for s in 0 1 2 3 4; do
   sfx=$([ "$s" = 0 ] || echo "-s$s")
   job "pair-fast$sfx" cifar10 pair "${P[@]}" --dm-mode fast --seed "$s"

@@ -29,7 +29,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from quadd_train.data import load_dataset  # noqa: E402
-from quadd_train.evaluate import evaluate_qdd  # noqa: E402
+from quadd_train.eval import evaluate_qdd  # noqa: E402
 
 
 def main() -> None:

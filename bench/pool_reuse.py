@@ -69,7 +69,7 @@ def _job(args: dict[str, Any], variant: str, seed: int) -> dict[str, Any]:
 
     from quadd_train import DistillConfig, distill
     from quadd_train.data import load_dataset
-    from quadd_train.evaluate import evaluate_qdd
+    from quadd_train.eval import evaluate_qdd
 
     torch.set_num_threads(1)
     bundle = load_dataset(args["dataset"], args["data_dir"])

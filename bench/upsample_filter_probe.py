@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from quadd_codec import QddFile, write_qdd  # noqa: E402
 from quadd_train import DistillConfig, distill, synthetic  # noqa: E402
 from quadd_train.data import load_dataset  # noqa: E402
-from quadd_train.evaluate import evaluate_qdd  # noqa: E402
+from quadd_train.eval import evaluate_qdd  # noqa: E402
 
 
 def _enlarge(x: torch.Tensor, factor: int, mode: str) -> torch.Tensor:

@@ -317,7 +317,7 @@ def test_upsample_stores_smaller_samples_and_more_of_them(tmp_path, digits, filt
     assert expect.shape == (res.n, 1, 8, 8)
     assert np.array_equal(f.read_all().view(np.uint32), expect.view(np.uint32))
     # The evaluation protocol trains from the file at the dataset's own size.
-    from quadd_train.evaluate import evaluate_qdd
+    from quadd_train.eval import evaluate_qdd
 
     ev = evaluate_qdd(out, digits, runs=1, epochs=1, progress=False)
     assert ev["num_samples"] == res.n and 0 <= ev["accuracy"] <= 100

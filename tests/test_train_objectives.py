@@ -26,6 +26,7 @@ from quadd_train.objectives import (
     objective_names,
     register_objective,
 )
+from quadd_train.registry import PluginError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -174,7 +175,7 @@ def test_an_entry_point_adds_an_objective_and_a_broken_one_is_named(tmp_path, di
     from quadd_train.objectives import registry
 
     # What the entry points register is forgotten after the test.
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    monkeypatch.setattr(registry.OBJECTIVES, "_table", dict(registry.OBJECTIVES._table))
     module = types.ModuleType("quadd_test_plugin")
     module.PluginObjective = PluginObjective
     monkeypatch.setitem(sys.modules, "quadd_test_plugin", module)
@@ -186,8 +187,8 @@ def test_an_entry_point_adds_an_objective_and_a_broken_one_is_named(tmp_path, di
     assert {"plug", "broken", "dm"} <= set(objective_names())
     res = distill(_cfg(method="plug"), digits, tmp_path / "p.qdd", progress=False)
     assert res.report["offset"] > 0 and get_objective("plug").name == "plug"
-    with pytest.raises(ValueError, match=r"objective plugin 'broken' \(quadd_no_such_module:X\) "
-                       "failed to load: ModuleNotFoundError"):
+    with pytest.raises(PluginError, match=r"objective 'broken': entry point broken = "
+                       r"quadd_no_such_module:X .*failed to load: ModuleNotFoundError"):
         make_objective("broken")
     out = tmp_path / "c.qdd"
     res = CliRunner().invoke(main, ["distill", "--budget", "4KiB", "--bits", "2", "-n", "2",

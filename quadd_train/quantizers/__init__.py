@@ -60,13 +60,13 @@ from typing import Any
 
 import torch
 
+from ..registry import PluginError
 from .affine import AffineGridQuantizer
 from .apot import APoTQuantizer, apot_grid
 from .base import GROUPS, QUANTIZER_REGISTRY, Quantizer, num_groups, register_quantizer
 from .identity import IdentityQuantizer
 from .kernels import nearest_codes
 from .learned import LearnedQuantizer, lloyd_max
-from .registry import PluginError
 from .uniform import UniformQuantizer
 
 __all__ = [

@@ -17,8 +17,8 @@ from torch import Tensor, nn
 
 from quadd_codec.codebook import GROUPS, group_count
 
+from ..registry import Registry, check_options
 from .kernels import GatherSTE, nearest_codes
-from .registry import Registry, check_options
 
 __all__ = ["GROUPS", "QUANTIZER_REGISTRY", "Quantizer", "num_groups", "register_quantizer"]
 

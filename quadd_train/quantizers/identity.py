@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 from torch import Tensor, nn
 
+from ..registry import check_options
 from .base import Quantizer, register_quantizer
-from .registry import check_options
 
 __all__ = ["IdentityQuantizer"]
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from quadd_train.quantizers.registry import Registry, check_options
+from quadd_train.registry import Registry, check_options
 
 __all__ = ["PARAMETERIZATION_REGISTRY", "Parameterization", "register_parameterization"]
 

@@ -1,12 +1,16 @@
 """Name -> implementation tables for the trainer's plug points.
 
 A :class:`Registry` is filled two ways: by its decorator, which the built-in implementations
-use, and by entry points of an installed distribution (group ``quadd.quantizers`` for
-quantizers, ``quadd.parameterizations`` for parameterizations), so a third-party package
-adds an implementation without touching this one::
+use, and by entry points of an installed distribution (group ``quadd.objectives``,
+``quadd.quantizers`` or ``quadd.parameterizations``), so a third-party package adds an
+implementation without touching this one::
 
     [project.entry-points."quadd.quantizers"]
     mine = "my_package.quant:MyQuantizer"
+
+A registry may also know built-in names before their modules are imported (``builtins``:
+name -> module whose import registers it), so listing the names, for a command line's
+choices, imports nothing heavy.
 
 Entry points are read when a name is not a registered one, and loaded only when that name
 is asked for: a plugin that fails to import stops only the runs that use it, with a
@@ -16,9 +20,11 @@ name.
 
 from __future__ import annotations
 
+import importlib
+import importlib.metadata
 import inspect
-from collections.abc import Callable, Iterable
-from importlib.metadata import EntryPoint, entry_points
+from collections.abc import Callable, Iterable, Mapping
+from importlib.metadata import EntryPoint
 from typing import Any, Generic, TypeVar
 
 __all__ = ["PluginError", "Registry", "check_options"]
@@ -26,7 +32,7 @@ __all__ = ["PluginError", "Registry", "check_options"]
 T = TypeVar("T")
 
 
-class PluginError(RuntimeError):
+class PluginError(ValueError):
     """An entry point named an implementation that could not be loaded or is not one."""
 
 
@@ -38,10 +44,12 @@ class Registry(Generic[T]):
     """
 
     def __init__(self, kind: str, group: str,
-                 check: Callable[[Any], str | None] | None = None) -> None:
+                 check: Callable[[Any], str | None] | None = None,
+                 builtins: Mapping[str, str] | None = None) -> None:
         self.kind = kind
         self.group = group
         self._check = check
+        self._builtins = dict(builtins or {})
         self._table: dict[str, T] = {}
 
     def register(self, name: str) -> Callable[[T], T]:
@@ -69,12 +77,16 @@ class Registry(Generic[T]):
 
     def names(self) -> tuple[str, ...]:
         """Registered names in registration order, then the entry points' other names."""
-        extra = sorted({ep.name for ep in self._entry_points()} - set(self._table))
-        return (*self._table, *extra)
+        known = (*self._builtins, *(n for n in self._table if n not in self._builtins))
+        extra = sorted({ep.name for ep in self._entry_points()} - set(known))
+        return (*known, *extra)
 
     def get(self, name: str) -> T:
         """The implementation filed under ``name``, loading its entry point on first use."""
         if name in self._table:
+            return self._table[name]
+        if name in self._builtins:
+            importlib.import_module(self._builtins[name])
             return self._table[name]
         found = [ep for ep in self._entry_points() if ep.name == name]
         if not found:
@@ -95,7 +107,7 @@ class Registry(Generic[T]):
         return self._table[name]
 
     def _entry_points(self) -> Iterable[EntryPoint]:
-        return entry_points(group=self.group)
+        return importlib.metadata.entry_points(group=self.group)
 
 
 def check_options(kind: str, name: str, fn: Callable[..., Any], options: dict[str, Any],
