@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import QddValueError
-from .rules import CODEBOOKS, GROUPS, channels_of, check_bits, check_codebook_dtype, group_count  # noqa
+from .rules import CODEBOOKS, GROUPS, channels_of, check_bits, check_codebook_dtype
 
 #: Values a k-means fit looks at per group; a strided subsample keeps big inputs fast
 #: while staying deterministic.

@@ -27,19 +27,11 @@ from .errors import (
     QddTruncatedError,
     QddValueError,
 )
-from .layout import (
-    PREFIX_SIZE,
-    RAW_BITS,
-    TRAILER_SIZE,
-    Layout,
-    Section,
-    header_crc,
-    parse_header,
-    parse_prefix,
-    parse_trailer,
-)
+from .header import header_crc, parse_header, parse_prefix, parse_trailer
+from .layout import Layout, Section
 from .paths import check_input_file, file_kind
-from .upsample import upsample
+from .resample import upsample
+from .rules import PREFIX_SIZE, RAW_BITS, TRAILER_SIZE
 
 #: Largest file read from a non-seekable stream unless the caller raises it.
 DEFAULT_STREAM_LIMIT = 4 << 30

@@ -120,14 +120,6 @@ def group_count(group: str, n: int, sample_shape: Sequence[int]) -> int:
     raise QddValueError(f"unknown group {group!r}; expected one of {', '.join(GROUPS)}")
 
 
-def output_shape(sample_shape: Sequence[int], upsample: int) -> tuple[int, ...]:
-    """Decoded sample shape: the last two axes of the stored shape times `upsample`."""
-    shape = tuple(int(d) for d in sample_shape)
-    if upsample == 1:
-        return shape
-    return (*shape[:-2], shape[-2] * upsample, shape[-1] * upsample)
-
-
 def upsample_problem(upsample: Any, sample_shape: Sequence[int],
                      upsample_filter: Any = "nearest") -> str | None:
     """What is wrong with an upsample factor and filter for a stored shape, or None."""
@@ -138,7 +130,7 @@ def upsample_problem(upsample: Any, sample_shape: Sequence[int],
     if upsample > 1 and len(sample_shape) < 3:
         return ("upsample needs samples of 3 or more dims (channels, height, width), "
                 f"got shape {tuple(sample_shape)}")
-    if math.prod(output_shape(sample_shape, upsample)) > MAX_COUNT:
+    if math.prod(int(d) for d in sample_shape) * upsample * upsample > MAX_COUNT:
         return "upsampled samples are too large"
     if not isinstance(upsample_filter, str) or upsample_filter not in UPSAMPLE_FILTERS:
         return (f"unknown upsample filter {upsample_filter!r}; expected one of "
