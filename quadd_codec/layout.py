@@ -15,7 +15,13 @@ import msgpack
 
 from .bitpack import packed_nbytes
 from .errors import QddLayoutError, QddValueError
-from .resample import output_shape
+from .resample import output_shape, stored_shape
+from .rules import MAX_CLASSES, UPSAMPLE_FILTERS
+
+#: Also importable from here (the trainer's older import paths); defined in rules/resample.
+__all__ = ["EXTRA_SECTIONS", "MAX_CLASSES", "REQUIRED_SECTIONS", "UPSAMPLE_FILTERS", "Layout",
+           "Section", "check_section_lengths", "extra_length", "label_bits", "provenance_bytes",
+           "required_lengths", "sample_nbytes", "section_plan", "stored_shape"]
 from .rules import (
     CODEBOOK_DTYPES,
     PREFIX_SIZE,
