@@ -9,11 +9,13 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, BinaryIO
 
 import msgpack
 
+from .crc import crc32c
 from .errors import (
+    QddChecksumError,
     QddFeatureError,
     QddHeaderError,
     QddLayoutError,
@@ -51,6 +53,8 @@ from .rules import (
 )
 
 _CRC_PLACEHOLDER = b"\x00\x00\x00\x00"
+#: Bytes read from a stream per call.
+_STREAM_CHUNK = 1 << 20
 
 
 def build_header(
@@ -277,3 +281,47 @@ def _parse_sections(raw: list) -> tuple[Section, ...]:
     if len(sections) < len(REQUIRED_SECTIONS):
         raise QddLayoutError(f"file lacks sections: needs {', '.join(REQUIRED_SECTIONS)}")
     return tuple(sections)
+
+
+# ------------------------------------------------------------------ streams
+
+
+def _read_exact(stream: BinaryIO, size: int, what: str) -> bytes:
+    parts = []
+    remaining = size
+    while remaining:
+        chunk = stream.read(min(remaining, _STREAM_CHUNK))
+        if not chunk:
+            raise QddTruncatedError(f"stream ended inside the {what}")
+        parts.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(parts)
+
+
+def read_stream(stream: BinaryIO, limit: int) -> bytes:
+    """Read one `.qdd` from a non-seekable stream, validating sizes before reading on."""
+    prefix = _read_prefix(stream)
+    minor, header_len, required = parse_prefix(prefix, None)
+    header = _read_exact(stream, header_len, "header")
+    if crc32c(header) != header_crc(prefix):
+        raise QddChecksumError("header checksum mismatch: the header is damaged")
+    layout = parse_header(header, minor, required)
+    if layout.file_size > limit:
+        raise QddLayoutError(
+            f"stream declares a {layout.file_size}-byte file, over the {limit}-byte limit"
+        )
+    rest = _read_exact(stream, layout.file_size - PREFIX_SIZE - header_len, "data")
+    return prefix + header + rest
+
+
+def _read_prefix(stream: BinaryIO) -> bytes:
+    data = b""
+    while len(data) < PREFIX_SIZE:
+        chunk = stream.read(PREFIX_SIZE - len(data))
+        if not chunk:
+            break
+        data += chunk
+    if len(data) < PREFIX_SIZE:
+        parse_prefix(data, None)  # raises the most specific error for a short prefix
+        raise QddTruncatedError("stream ended inside the prefix")
+    return data
