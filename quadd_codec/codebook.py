@@ -12,7 +12,18 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import QddValueError
-from .rules import CODEBOOKS, GROUPS, channels_of, check_bits, check_codebook_dtype
+from .rules import (
+    CODEBOOKS,
+    GROUPS,
+    channels_of,
+    check_bits,
+    check_codebook_dtype,
+    group_count,
+)
+
+#: GROUPS, CODEBOOKS and group_count are defined in rules and importable from here too.
+__all__ = ["CODEBOOKS", "GROUPS", "KMEANS_ITERS", "KMEANS_MAX_SAMPLES", "fit_levels",
+           "group_count", "kmeans_levels", "quantize", "quantize_array", "uniform_levels"]
 
 #: Values a k-means fit looks at per group; a strided subsample keeps big inputs fast
 #: while staying deterministic.
