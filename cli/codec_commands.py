@@ -1,7 +1,7 @@
-"""`quadd encode | decode | inspect | verify`: the `.qdd` codec on the command line.
+"""`quadd encode | decode | inspect | verify | import`: the `.qdd` codec on the command line.
 
-quadd_codec is imported inside the commands, not here: it pulls in torch, and
-`quadd --help` should not pay for that.
+They need only the base install; zarr stores and image folders need the `zarr` and
+`images` extras, which are imported only when such an input or output is used.
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ from typing import Any
 
 import click
 
+from quadd_codec.rules import CODEBOOKS, GROUPS, MAX_UPSAMPLE, UPSAMPLE_FILTERS, check_bits
+
 __all__ = ["decode_command", "encode_command", "import_command", "inspect_command",
            "verify_command"]
 
-GROUPS = ("tensor", "channel", "sample-channel")
 #: Codebooks up to this many values in total are listed by `inspect`.
 _SHOW_LEVELS_MAX = 256
 _STDIN = "-"
@@ -33,9 +34,10 @@ class _Bits(click.ParamType):
             bits = int(value)
         except (TypeError, ValueError):
             self.fail(f"{value!r} is not an integer", param, ctx)
-        if not (1 <= bits <= 8 or bits == 32):
+        try:
+            return check_bits(bits, raw=True)
+        except ValueError:
             self.fail(f"{bits} is not 1..8 (or 32 for raw float32)", param, ctx)
-        return bits
 
 
 def _progress_default(progress: bool | None) -> bool:
@@ -94,16 +96,16 @@ def _check_output(output: Path, kind: str, force: bool = False) -> None:
               help="The .qdd file to write (its folder must exist).")
 @click.option("-b", "--bits", required=True, type=_Bits(),
               help="Bits per value: 1..8 (2**bits levels), or 32 to store raw float32.")
-@click.option("--codebook", type=click.Choice(["uniform", "kmeans"]), default="uniform",
+@click.option("--codebook", type=click.Choice(CODEBOOKS), default="uniform",
               show_default=True, help="How levels are fitted.")
 @click.option("--group", type=click.Choice(GROUPS), default="channel", show_default=True,
               help="Which values share one level table.")
 @click.option("--codebook-dtype", type=click.Choice(["f4", "f2"]), default="f4",
               show_default=True, help="Storage type of the levels (float32 or float16).")
-@click.option("--upsample", type=click.IntRange(1, 16), default=1, show_default=True,
+@click.option("--upsample", type=click.IntRange(1, MAX_UPSAMPLE), default=1, show_default=True,
               help="Store images this many times smaller per side (block means); "
                    "readers enlarge them by repetition (.qdd 1.1).")
-@click.option("--upsample-filter", type=click.Choice(["nearest", "linear"]), default="nearest",
+@click.option("--upsample-filter", type=click.Choice(UPSAMPLE_FILTERS), default="nearest",
               show_default=True,
               help="How readers enlarge --upsample images: repeat each value (nearest) or "
                    "interpolate bilinearly (linear, .qdd 1.2).")
@@ -344,11 +346,4 @@ def import_command(source: Path, output: Path) -> None:
 
     size = zarr_to_qdd(source, output)
     click.echo(f"wrote {output}: {size:,} bytes, identical to the exported file")
-
-
-def register(group: click.Group) -> None:
-    """Add the codec commands to the `quadd` group."""
-    for command in (encode_command, decode_command, inspect_command, verify_command,
-                    import_command):
-        group.add_command(command)
 

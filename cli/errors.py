@@ -6,6 +6,8 @@ which covers the training data loader's dataset-not-found error) become one line
 stderr and exit 1, with no traceback (QUADD_DEBUG=1 shows it); Ctrl-C exits 130.
 Usage errors stay click's (exit 2).
 Commands that want to fail explicitly call `fail(message)`.
+A command that needs a package of an optional extra that is not installed says which
+extra to install, in one line (`EXTRAS`).
 
 Outputs are written through `quadd_codec.paths.atomic_open` (or
 `quadd_codec.imagefolder.atomic_directory`) so a failure at any point leaves no partial
@@ -23,6 +25,16 @@ import click
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
+
+#: Top-level module -> (what it is, the `quadd[...]` extra that installs it).
+EXTRAS: dict[str, tuple[str, str]] = {
+    "torch": ("PyTorch", "train"),
+    "sklearn": ("scikit-learn", "train"),
+    "quadd_train": ("PyTorch", "train"),
+    "zarr": ("zarr", "zarr"),
+    "numcodecs": ("zarr and numcodecs", "zarr"),
+    "PIL": ("Pillow", "images"),
+}
 
 
 class QuaddCliError(click.ClickException):
@@ -55,8 +67,7 @@ def describe(exc: BaseException) -> str:
 
 
 def _expected_types() -> tuple[type[BaseException], ...]:
-    # Imported here, not at module import: quadd_codec pulls in torch, and `quadd --help`
-    # should stay fast.
+    # Imported here, not at module import: `quadd --help` should not load numpy.
     from quadd_codec.errors import QddError
 
     return (QddError, OSError, ValueError, MemoryError)
@@ -84,8 +95,33 @@ def run_guarded(func: Any, *args: Any, **kwargs: Any) -> Any:
         raise
 
 
+def missing_extra(exc: ModuleNotFoundError, command: str) -> str | None:
+    """The one-line message for a module of an optional extra that is not installed, or
+    None when `exc` is about another module."""
+    top = (exc.name or "").split(".")[0]
+    if top not in EXTRAS:
+        return None
+    what, extra = EXTRAS[top]
+    return f"{command} needs {what}: pip install 'quadd[{extra}]'"
+
+
 class QuaddGroup(click.Group):
     """A click group whose subcommands all fail the same way (see module docstring)."""
 
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        if args:
+            ctx.meta["quadd.command"] = args[0]
+        return super().resolve_command(ctx, args)
+
     def invoke(self, ctx: click.Context) -> Any:
-        return run_guarded(super().invoke, ctx)
+        try:
+            return run_guarded(super().invoke, ctx)
+        except ModuleNotFoundError as exc:
+            name = ctx.meta.get("quadd.command")
+            message = missing_extra(exc, f"{ctx.command_path} {name}" if name else
+                                    ctx.command_path)
+            if message is None or os.environ.get("QUADD_DEBUG"):
+                raise
+            raise QuaddCliError(message) from None

@@ -1,8 +1,14 @@
-"""quadd_codec: the bit-packed `.qdd` dataset format (see FORMAT.md), its reader and writer."""
+"""quadd_codec: the bit-packed `.qdd` dataset format (see FORMAT.md), its reader and writer.
+
+Importing it needs only numpy, msgpack and crc32c. `QddDataset` (PyTorch) is imported
+when first used; so are the zarr (`quadd_codec.zarr_io`), numcodecs
+(`quadd_codec.numcodecs_codec`) and image folder (`quadd_codec.imagefolder`) modules.
+"""
+
+from typing import Any
 
 from .bitpack import pack_rows, packed_nbytes, unpack_rows
 from .codebook import fit_levels, quantize, quantize_array
-from .dataset import QddDataset
 from .errors import (
     QddChecksumError,
     QddError,
@@ -15,24 +21,48 @@ from .errors import (
     QddValueError,
     QddVersionError,
 )
-from .layout import (
-    MAJOR,
-    MINOR,
-    Denorm,
+from .filespec import FileSpec, encoded_size, max_samples_per_class
+from .paths import atomic_write
+from .reader import QddFile, open_qdd
+from .resample import (
     downsample_mean,
-    encoded_size,
-    max_samples_per_class,
+    linear_taps,
+    output_shape,
+    stored_shape,
+    upsample,
+    upsample_linear,
     upsample_nearest,
 )
-from .reader import QddFile, open_qdd
-from .upsample import linear_taps, upsample, upsample_linear
-from .writer import atomic_write, encode_qdd, write_qdd
+from .rules import (
+    CODEBOOKS,
+    GROUPS,
+    MAJOR,
+    MAX_CLASSES,
+    MINOR,
+    RAW_BITS,
+    UPSAMPLE_FILTERS,
+    Denorm,
+    check_bits,
+)
+from .sources import check_labels
+from .writer import encode_qdd, write_qdd
 
 __all__ = [
-    "MAJOR", "MINOR", "Denorm", "QddChecksumError", "QddDataset", "QddError", "QddFeatureError",
+    "CODEBOOKS", "GROUPS", "MAJOR", "MAX_CLASSES", "MINOR", "RAW_BITS", "UPSAMPLE_FILTERS",
+    "Denorm", "FileSpec", "QddChecksumError", "QddDataset", "QddError", "QddFeatureError",
     "QddFile", "QddFormatError", "QddHeaderError", "QddLayoutError", "QddSignatureError",
-    "QddTruncatedError", "QddValueError", "QddVersionError", "atomic_write", "downsample_mean",
-    "encode_qdd", "encoded_size", "fit_levels", "max_samples_per_class", "open_qdd",
-    "pack_rows", "packed_nbytes", "quantize", "quantize_array", "unpack_rows",
-    "linear_taps", "upsample", "upsample_linear", "upsample_nearest", "write_qdd",
+    "QddTruncatedError", "QddValueError", "QddVersionError", "atomic_write", "check_bits",
+    "check_labels", "downsample_mean", "encode_qdd", "encoded_size", "fit_levels",
+    "linear_taps", "max_samples_per_class", "open_qdd", "output_shape", "pack_rows",
+    "packed_nbytes", "quantize", "quantize_array", "stored_shape", "unpack_rows", "upsample",
+    "upsample_linear", "upsample_nearest", "write_qdd",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # QddDataset is a torch Dataset: torch is imported only by code that asks for it.
+    if name == "QddDataset":
+        from .dataset import QddDataset
+
+        return QddDataset
+    raise AttributeError(f"module 'quadd_codec' has no attribute {name!r}")

@@ -9,15 +9,21 @@ The channel axis is axis 0 of the per-sample shape; a 1-D sample is one channel.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
-import torch
 
 from .errors import QddValueError
+from .rules import (
+    CODEBOOKS,
+    GROUPS,
+    channels_of,
+    check_bits,
+    check_codebook_dtype,
+    group_count,
+)
 
-GROUPS = ("tensor", "channel", "sample-channel")
-CODEBOOKS = ("uniform", "kmeans")
+#: GROUPS, CODEBOOKS and group_count are defined in rules and importable from here too.
+__all__ = ["CODEBOOKS", "GROUPS", "KMEANS_ITERS", "KMEANS_MAX_SAMPLES", "fit_levels",
+           "group_count", "kmeans_levels", "quantize", "quantize_array", "uniform_levels"]
 
 #: Values a k-means fit looks at per group; a strided subsample keeps big inputs fast
 #: while staying deterministic.
@@ -25,22 +31,8 @@ KMEANS_MAX_SAMPLES = 1 << 20
 KMEANS_ITERS = 30
 #: Samples quantized per chunk, bounding the float64 temporaries.
 _QUANT_CHUNK_VALUES = 1 << 24
-
-
-def channels_of(sample_shape: Sequence[int]) -> int:
-    """Number of channels of a per-sample shape (axis 0; a 1-D sample is one channel)."""
-    return int(sample_shape[0]) if len(sample_shape) >= 2 else 1
-
-
-def group_count(group: str, n: int, sample_shape: Sequence[int]) -> int:
-    """How many level tables a file with `n` samples of `sample_shape` carries."""
-    if group == "tensor":
-        return 1
-    if group == "channel":
-        return channels_of(sample_shape)
-    if group == "sample-channel":
-        return n * channels_of(sample_shape)
-    raise QddValueError(f"unknown group {group!r}; expected one of {', '.join(GROUPS)}")
+#: Above this many level tables, `_nearest` searches all rows at once instead of one by one.
+_ROWWISE_MAX_GROUPS = 64
 
 
 def _grouped(x: np.ndarray, group: str) -> np.ndarray:
@@ -67,41 +59,81 @@ def uniform_levels(lo: np.ndarray, hi: np.ndarray, bits: int) -> np.ndarray:
     return np.maximum.accumulate(levels, axis=1)
 
 
+def _quantiles(v: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Linear-interpolated quantiles `q` of each sorted row of `v`: (G, len(q)) float64.
+
+    Position q * (m - 1), interpolated from the value below with the weight's small side:
+    `a + w * (b - a)` for w < 0.5, else `b - (b - a) * (1 - w)`.
+    """
+    m = v.shape[1]
+    ranks = q * (m - 1)
+    below = ranks.astype(np.int64)
+    weights = ranks - below
+    above = np.ceil(ranks).astype(np.int64)
+    a, b = v[:, below], v[:, above]
+    diff = b - a
+    return np.where(weights < 0.5, a + weights * diff, b - diff * (1 - weights))
+
+
 def kmeans_levels(values: np.ndarray, bits: int, iters: int = KMEANS_ITERS) -> np.ndarray:
     """Lloyd-Max levels fitted per row of `values` (G, m); returns (G, 2**bits) float32.
 
     Starts from the data's quantiles (deterministic), then alternates nearest-level
     assignment and centroid updates; a level that loses all its values keeps its place.
+    Sums run in float64 in value order, so a fit is the same on every machine.
     """
     g, m = values.shape
     if m > KMEANS_MAX_SAMPLES:
         values = values[:, :: -(-m // KMEANS_MAX_SAMPLES)]
-    v = torch.from_numpy(np.ascontiguousarray(values, dtype=np.float64))
-    v, _ = torch.sort(v, dim=1)
+    v = np.sort(np.asarray(values, dtype=np.float64), axis=1)
+    m = v.shape[1]
     n_levels = 1 << bits
-    q = (torch.arange(n_levels, dtype=torch.float64) + 0.5) / n_levels
-    levels = torch.quantile(v, q, dim=1).T.contiguous()
+    q = (np.arange(n_levels, dtype=np.float64) + 0.5) / n_levels
+    levels = _quantiles(v, q)
+    offsets = (np.arange(g, dtype=np.int64) * n_levels)[:, None]
+    flat_v = v.reshape(-1)
     for _ in range(iters):
-        idx = _nearest(v, levels)
-        sums = torch.zeros_like(levels).scatter_add_(1, idx, v)
-        counts = torch.zeros_like(levels).scatter_add_(1, idx, torch.ones_like(v))
-        new = torch.where(counts > 0, sums / counts.clamp_min(1), levels)
-        new, _ = torch.sort(new, dim=1)
-        if torch.equal(new, levels):
+        bins = (_nearest(v, levels) + offsets).reshape(-1)
+        sums = np.bincount(bins, weights=flat_v, minlength=g * n_levels).reshape(g, n_levels)
+        counts = np.bincount(bins, minlength=g * n_levels).reshape(g, n_levels)
+        new = np.where(counts > 0, sums / np.maximum(counts, 1), levels)
+        new = np.sort(new, axis=1)
+        if np.array_equal(new, levels):
             break
         levels = new
-    out = levels.to(torch.float32).numpy()
-    return np.sort(out, axis=1)
+    return np.sort(levels.astype(np.float32), axis=1)
 
 
-def _nearest(values: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
-    """Index of the nearest level (ties to the lower one) for (G, m) values, (G, L) levels."""
-    levels = levels.to(torch.float64)
+def _nearest(values: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """Index of the nearest level (ties to the lower one) for (G, m) values, (G, L) levels.
+
+    The index is the number of midpoints between neighbouring levels (float64) that lie
+    strictly below the value.
+    """
+    levels = np.asarray(levels, dtype=np.float64)
+    values = np.asarray(values, dtype=np.float64)
     mids = (levels[:, 1:] + levels[:, :-1]) / 2
-    return torch.searchsorted(mids.contiguous(), values.to(torch.float64).contiguous())
+    g, n_levels = levels.shape
+    if g <= _ROWWISE_MAX_GROUPS:
+        out = np.empty(values.shape, dtype=np.int64)
+        for row in range(g):
+            out[row] = np.searchsorted(mids[row], values[row], side="left")
+        return out
+    # Many small rows: a binary search over every row at once (L - 1 = 2**bits - 1 mids).
+    flat_mids = mids.reshape(-1)
+    pos = np.repeat(np.arange(g, dtype=np.int64) * (n_levels - 1), values.shape[1])
+    pos = pos.reshape(values.shape)
+    start = pos.copy()
+    step = n_levels // 2
+    while step:
+        pos += (flat_mids.take(pos + (step - 1)) < values) * step
+        step //= 2
+    return pos - start
 
 
-def fit_levels(x: np.ndarray, bits: int, codebook: str = "uniform", group: str = "channel"):
+def fit_levels(
+    x: np.ndarray, bits: int, codebook: str = "uniform", group: str = "channel"
+) -> np.ndarray:
     """Fit (G, 2**bits) float32 level tables to `x` (n, *sample_shape)."""
     if codebook not in CODEBOOKS:
         raise QddValueError(
@@ -129,20 +161,20 @@ def quantize(x: np.ndarray, levels: np.ndarray, group: str) -> np.ndarray:
     codes = np.empty(x.shape, dtype=np.uint8)
     flat_codes = codes.reshape(n, c, per_channel)
     flat_x = x.reshape(n, c, per_channel)
-    lv = torch.from_numpy(np.ascontiguousarray(levels))
+    lv = np.asarray(levels)
     chunk = max(1, _QUANT_CHUNK_VALUES // max(1, c * per_channel))
     for start in range(0, n, chunk):
-        block = torch.from_numpy(np.ascontiguousarray(flat_x[start : start + chunk]))
+        block = flat_x[start : start + chunk]
         m = block.shape[0]
         if group == "tensor":
             idx = _nearest(block.reshape(1, -1), lv).reshape(m, c, -1)
         elif group == "channel":
-            idx = _nearest(block.transpose(0, 1).reshape(c, -1), lv)
-            idx = idx.reshape(c, m, -1).transpose(0, 1)
+            idx = _nearest(block.transpose(1, 0, 2).reshape(c, -1), lv)
+            idx = idx.reshape(c, m, -1).transpose(1, 0, 2)
         else:
             rows = lv[start * c : (start + m) * c]
             idx = _nearest(block.reshape(m * c, -1), rows).reshape(m, c, -1)
-        flat_codes[start : start + m] = idx.to(torch.uint8).numpy()
+        flat_codes[start : start + m] = idx
     return codes
 
 
@@ -158,14 +190,13 @@ def quantize_array(
     With codebook_dtype "f2" the levels are rounded to float16 *before* quantizing, so
     the codes pick the nearest of the levels the file will really hold.
     """
-    if not isinstance(bits, (int, np.integer)) or not 1 <= bits <= 8:
-        raise QddValueError(f"bits must be in 1..8, got {bits!r}")
+    bits = check_bits(bits)
     x = np.asarray(x, dtype=np.float32)
     if x.ndim < 2:
         raise QddValueError(f"expected an array of samples (n, ...), got shape {x.shape}")
     levels = fit_levels(x, bits, codebook, group)
     if codebook_dtype == "f2":
         levels = np.sort(levels.astype(np.float16).astype(np.float32), axis=1)
-    elif codebook_dtype != "f4":
-        raise QddValueError(f"codebook dtype must be 'f4' or 'f2', got {codebook_dtype!r}")
+    else:
+        check_codebook_dtype(codebook_dtype)
     return quantize(x, levels, group), levels

@@ -149,7 +149,7 @@ def read_image_folder(
     ):
         try:
             img = _decode_image(path)
-        except QddValueError:
+        except (QddValueError, ModuleNotFoundError):  # a missing Pillow is named as such
             raise
         except Exception as exc:  # Pillow raises many types for a damaged file
             raise QddValueError(f"{path}: cannot decode image: {exc}") from None

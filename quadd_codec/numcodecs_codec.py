@@ -29,6 +29,7 @@ from numcodecs.registry import register_codec
 
 from .bitpack import pack_rows, packed_nbytes, unpack_rows
 from .errors import QddValueError
+from .rules import check_bits
 
 _HEADER = struct.Struct("<BQ")
 #: Values per packing row: a multiple of 8, so every row packs to whole bytes with no
@@ -42,9 +43,10 @@ class NBitPack(Codec):
     codec_id = "quadd.nbitpack"
 
     def __init__(self, bits: int) -> None:
-        if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or not 1 <= bits <= 8:
-            raise QddValueError(f"NBitPack bits must be an integer in 1..8, got {bits!r}")
-        self.bits = int(bits)
+        try:
+            self.bits = check_bits(bits)
+        except QddValueError:
+            raise QddValueError(f"NBitPack bits must be an integer in 1..8, got {bits!r}") from None
 
     def encode(self, buf: Any) -> bytes:
         arr = ensure_contiguous_ndarray(buf)

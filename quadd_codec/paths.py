@@ -13,7 +13,7 @@ import contextlib
 import os
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -174,3 +174,15 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
         if isinstance(exc, OSError) and is_about(exc, tmp, shown):
             raise write_error(shown, exc) from None
         raise
+
+
+def atomic_write(path: str | os.PathLike, chunks: Iterable[bytes | memoryview]) -> int:
+    """Write chunks to `path` via temp file + fsync + rename; returns bytes written.
+
+    Refuses `-`, a missing parent folder and an existing `path` that is not a regular
+    file (see `check_output_file`).
+    """
+    with atomic_open(path) as f:
+        for chunk in chunks:
+            f.write(chunk)
+        return f.tell()

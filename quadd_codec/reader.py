@@ -27,23 +27,14 @@ from .errors import (
     QddTruncatedError,
     QddValueError,
 )
-from .layout import (
-    PREFIX_SIZE,
-    RAW_BITS,
-    TRAILER_SIZE,
-    Layout,
-    Section,
-    header_crc,
-    parse_header,
-    parse_prefix,
-    parse_trailer,
-)
+from .header import header_crc, parse_header, parse_prefix, parse_trailer, read_stream
+from .layout import Layout, Section
 from .paths import check_input_file, file_kind
-from .upsample import upsample
+from .resample import upsample
+from .rules import PREFIX_SIZE, RAW_BITS, TRAILER_SIZE
 
 #: Largest file read from a non-seekable stream unless the caller raises it.
 DEFAULT_STREAM_LIMIT = 4 << 30
-_STREAM_CHUNK = 1 << 20
 #: Samples decoded per step by `read_all`, bounding its temporaries.
 _READ_CHUNK = 4096
 
@@ -76,7 +67,7 @@ class QddFile:
             elif isinstance(source, (bytes, bytearray, memoryview)):
                 buf = bytes(source) if not isinstance(source, bytes) else source
             elif hasattr(source, "read"):
-                buf = _read_stream(source, stream_limit)
+                buf = read_stream(source, stream_limit)
                 verify = True  # the bytes are all in memory anyway
             else:
                 raise QddValueError(f"cannot read a .qdd from {type(source).__name__}")
@@ -424,47 +415,6 @@ class QddFile:
             up += f", upsample_filter={self.upsample_filter!r}"
         return (f"QddFile({where!r}, n={self.n}, shape={self.sample_shape}, bits={self.bits}, "
                 f"group={self.group!r}, classes={self.num_classes}{up})")
-
-
-def _read_exact(stream: BinaryIO, size: int, what: str) -> bytes:
-    parts = []
-    remaining = size
-    while remaining:
-        chunk = stream.read(min(remaining, _STREAM_CHUNK))
-        if not chunk:
-            raise QddTruncatedError(f"stream ended inside the {what}")
-        parts.append(chunk)
-        remaining -= len(chunk)
-    return b"".join(parts)
-
-
-def _read_stream(stream: BinaryIO, limit: int) -> bytes:
-    """Read one `.qdd` from a non-seekable stream, validating sizes before reading on."""
-    prefix = _read_prefix(stream)
-    minor, header_len, required = parse_prefix(prefix, None)
-    header = _read_exact(stream, header_len, "header")
-    if crc32c(header) != header_crc(prefix):
-        raise QddChecksumError("header checksum mismatch: the header is damaged")
-    layout = parse_header(header, minor, required)
-    if layout.file_size > limit:
-        raise QddLayoutError(
-            f"stream declares a {layout.file_size}-byte file, over the {limit}-byte limit"
-        )
-    rest = _read_exact(stream, layout.file_size - PREFIX_SIZE - header_len, "data")
-    return prefix + header + rest
-
-
-def _read_prefix(stream: BinaryIO) -> bytes:
-    data = b""
-    while len(data) < PREFIX_SIZE:
-        chunk = stream.read(PREFIX_SIZE - len(data))
-        if not chunk:
-            break
-        data += chunk
-    if len(data) < PREFIX_SIZE:
-        parse_prefix(data, None)  # raises the most specific error for a short prefix
-        raise QddTruncatedError("stream ended inside the prefix")
-    return data
 
 
 def open_qdd(source: Any, **kwargs: Any) -> QddFile:

@@ -17,8 +17,8 @@ from typing import IO, Any
 import numpy as np
 
 from .errors import QddValueError
-from .layout import MAX_CLASSES
 from .paths import check_input_file
+from .rules import MAX_CLASSES
 
 Source = tuple[np.ndarray, "np.ndarray | None", list[str]]
 
@@ -79,7 +79,7 @@ def validate_source(
     """Check and normalize raw arrays the way `load_source` does (usable on in-memory data)."""
     x = _check_x(np.asarray(x), where)
     n = x.shape[0]
-    labels = None if y is None else _check_y(np.asarray(y), n, where)
+    labels = None if y is None else check_labels(y, n, where)
     names = _class_names(classes, labels, where)
     return x, labels, names
 
@@ -105,10 +105,17 @@ def _check_x(x: np.ndarray, where: str) -> np.ndarray:
     return out
 
 
-def _check_y(y: np.ndarray, n: int, where: str) -> np.ndarray:
+def check_labels(y: Any, n: int | None = None, where: str = "input") -> np.ndarray:
+    """Class indices as int64, checked before anything is sized by the largest label.
+
+    `y` must be 1-D (with `n` given: of n labels) of integers, booleans or integral
+    floats, none negative and all below MAX_CLASSES. Raises `QddValueError` (a
+    `ValueError`) whose message starts with `where`.
+    """
+    y = np.asarray(y)
     if y.ndim != 1:
         raise QddValueError(f"{where}: y must be 1-D (one label per sample), got shape {y.shape}")
-    if y.shape[0] != n:
+    if n is not None and y.shape[0] != n:
         raise QddValueError(f"{where}: y has {y.shape[0]} labels but x has {n} samples")
     if y.dtype.kind == "f":
         if not np.isfinite(y).all() or (y != np.round(y)).any():

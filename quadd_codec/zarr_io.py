@@ -32,24 +32,14 @@ import numpy as np
 
 from . import numcodecs_codec  # noqa: F401 - registers the NBitPack codec with numcodecs
 from .bitpack import pack_stream, unpack_rows
-from .codebook import group_count
 from .crc import crc32c
 from .errors import QddFormatError, QddValueError
+from .filespec import FileSpec
 from .imagefolder import atomic_directory
-from .layout import (
-    MAJOR,
-    PREFIX_SIZE,
-    RAW_BITS,
-    TRAILER_SIZE,
-    Denorm,
-    check_write_args,
-    label_bits,
-    required_lengths,
-    sample_nbytes,
-)
-from .paths import check_output_file
+from .layout import label_bits, required_lengths, sample_nbytes
+from .paths import atomic_write, check_output_file
 from .reader import QddFile
-from .writer import assemble_qdd, atomic_write
+from .rules import MAJOR, PREFIX_SIZE, RAW_BITS, TRAILER_SIZE, Denorm, group_count
 
 STORE_FORMAT = "quadd.qdd-zarr"
 STORE_VERSION = 1
@@ -177,8 +167,10 @@ class QddArrays:
 
     def to_chunks(self) -> list[bytes]:
         """The `.qdd` file these arrays describe, as byte chunks."""
-        check_write_args(self.n, self.sample_shape, self.bits, self.group, self.codebook_dtype,
-                         self.class_names, self.denorm, self.upsample, self.upsample_filter)
+        spec = FileSpec(self.class_names, self.sample_shape, self.bits, self.group,
+                        self.codebook_dtype, self.denorm, None, self.upsample,
+                        self.upsample_filter, self.meta)
+        spec.sections(self.n)  # checks the sample count
         if self.bits == RAW_BITS:
             codebooks = b""
         else:
@@ -192,13 +184,8 @@ class QddArrays:
         labels = pack_stream(self.labels, lbits) if k and lbits else b""
         payloads = [("codebooks", codebooks), ("codes", self.packed.tobytes()),
                     ("labels", labels), *self.extra_sections]
-        return assemble_qdd(
-            [(name, [data]) for name, data in payloads], n=self.n,
-            sample_shape=self.sample_shape, bits=self.bits, group=self.group,
-            codebook_dtype=self.codebook_dtype, class_names=self.class_names,
-            denorm=self.denorm, meta=self.meta, minor=self.minor, upsample=self.upsample,
-            upsample_filter=self.upsample_filter,
-        )
+        return spec.frame(self.n, [(name, [data]) for name, data in payloads],
+                          minor=self.minor)
 
 
 def import_zarr(store_path: str | os.PathLike) -> QddArrays:
@@ -270,9 +257,9 @@ def _store_fields(attrs: Mapping[str, Any], where: str) -> dict[str, Any]:
             "upsample_filter": str(attrs.get("upsample_filter", "nearest")),
             "extra_sections": [(str(name), str(array_name)) for name, array_name in extra_raw],
         }
-        check_write_args(fields["n"], fields["sample_shape"], fields["bits"], fields["group"],
-                         fields["codebook_dtype"], fields["class_names"], fields["denorm"],
-                         fields["upsample"], fields["upsample_filter"])
+        FileSpec(fields["class_names"], fields["sample_shape"], fields["bits"], fields["group"],
+                 fields["codebook_dtype"], fields["denorm"], None, fields["upsample"],
+                 fields["upsample_filter"]).sections(fields["n"])
     except QddFormatError:
         raise
     except QddValueError as exc:

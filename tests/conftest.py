@@ -14,7 +14,8 @@ import pytest
 
 from quadd_codec import encode_qdd, quantize_array, write_qdd
 from quadd_codec.crc import crc32c
-from quadd_codec.layout import PREFIX, PREFIX_SIZE, SIGNATURE, TRAILER_SIZE, pack_trailer
+from quadd_codec.header import pack_trailer
+from quadd_codec.rules import PREFIX, PREFIX_SIZE, SIGNATURE, TRAILER_SIZE
 
 REPO = Path(__file__).resolve().parent.parent
 VECTORS = REPO / "spec" / "vectors"

@@ -26,7 +26,7 @@ from quadd_codec import (
     open_qdd,
 )
 from quadd_codec.bitpack import pack_stream
-from quadd_codec.layout import MAX_HEADER_BYTES, TRAILER_SIZE
+from quadd_codec.rules import MAX_HEADER_BYTES, TRAILER_SIZE
 
 BASE = small_qdd_bytes()
 EXTRAS = small_qdd_bytes(soft_labels=np.full((6, 3), 0.5, np.float32),

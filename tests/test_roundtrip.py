@@ -22,7 +22,7 @@ from quadd_codec import (
     quantize_array,
     write_qdd,
 )
-from quadd_codec.codebook import group_count
+from quadd_codec.rules import group_count
 
 GROUPS = ["tensor", "channel", "sample-channel"]
 
