@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from .errors import describe, fail
-from .objective_flags import MethodChoice, ObjectiveCommand, collect_objective_options
+from .objective_flags import ObjectiveCommand, RegistryChoice, collect_objective_options
 from .output import json_line
 from .train_options import (
     budget_opt,
@@ -39,10 +39,11 @@ __all__ = ["distill_command"]
 @budget_opt
 @click.option("--bits", type=click.IntRange(1, 8), default=4, show_default=True,
               help="Bits per stored value (ignored by --quantizer none, which stores 32).")
-@click.option("--quantizer", "-q", type=click.Choice(["uniform", "apot", "learned", "none"]),
+@click.option("--quantizer", "-q", type=RegistryChoice("quadd_train.quantizers:quantizer_names"),
               default="uniform", show_default=True,
               help="Differentiable quantizer in the loop; none = unquantized 32-bit DM.")
-@click.option("--method", type=MethodChoice(), default="dm", show_default=True,
+@click.option("--method", type=RegistryChoice("quadd_train.objectives:objective_names"),
+              default="dm", show_default=True,
               help="Distillation objective; its options are listed below under its name, "
               "and can also be given as --opt KEY=VALUE.")
 @click.option("--iterations", "-n", type=click.IntRange(min=0), default=1000,

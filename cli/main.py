@@ -28,7 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
                'Check every checksum and structural rule of IN.qdd ("-" reads stdin).'),
     "import": ("quadd_cli.codec_commands:import_command",
                "Rebuild the .qdd file that `quadd decode -o IN.zarr` exported, byte for byte."),
-    "distill": ("quadd_cli.train_commands:distill_command",
+    "distill": ("quadd_cli.distill_command:distill_command",
                 "Distill --dataset into OUTPUT.qdd, at most --budget bytes, with quantization "
                 "in the loop (QuADD): samples and quantization levels are optimized together."),
     "subset": ("quadd_cli.train_commands:subset_command",

@@ -16,7 +16,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-__all__ = ["MethodChoice", "ObjectiveCommand", "ObjectiveOption",
+__all__ = ["ObjectiveCommand", "RegistryChoice", "ObjectiveOption",
            "collect_objective_options", "objective_flag_options"]
 
 OPT_HELP = ("An option of the --method's objective, as KEY=VALUE (repeatable): any field "
@@ -35,18 +35,21 @@ class ObjectiveOption(click.Option):
         self.negates = negates  # a flag that turns a default-true option off (--no-dsa)
 
 
-class MethodChoice(click.Choice):
-    """``--method``: the objectives registered when the command runs (entry points and
-    objectives registered after the command was built included)."""
+class RegistryChoice(click.Choice):
+    """The names a plug point's registry knows when the command runs (entry points and
+    parts registered after the command was built included): ``--method``, ``--quantizer``.
+    ``names`` is ``"module:function"``, imported on use."""
 
-    def __init__(self) -> None:
+    def __init__(self, names: str) -> None:
         super().__init__([])
+        self._names = names
 
     @property  # type: ignore[override]
     def choices(self) -> tuple[str, ...]:
-        from quadd_train.objectives import objective_names
+        import importlib
 
-        return tuple(objective_names())
+        module, attr = self._names.split(":")
+        return tuple(getattr(importlib.import_module(module), attr)())
 
     @choices.setter
     def choices(self, value: Any) -> None:

@@ -1,6 +1,5 @@
 """``quadd subset``: write a random-subset `.qdd` file that fits a byte budget; ``quadd
-plan``: what fits a budget at each bit width. ``quadd distill`` lives in
-:mod:`.distill_command` and is re-exported here."""
+plan``: what fits a budget at each bit width."""
 
 from __future__ import annotations
 
@@ -8,7 +7,6 @@ from dataclasses import asdict
 
 import click
 
-from .distill_command import distill_command
 from .errors import describe, fail
 from .output import json_line
 from .train_options import (
@@ -24,7 +22,7 @@ from .train_options import (
     upsample_option,
 )
 
-__all__ = ["distill_command", "plan_command", "subset_command"]
+__all__ = ["plan_command", "subset_command"]
 
 
 @click.command("subset")

@@ -7,6 +7,8 @@ from typing import Any
 
 import click
 
+from quadd_codec import GROUPS, UPSAMPLE_FILTERS
+
 __all__ = ["SIZE", "budget_opt", "data_dir_opt", "dataset_opt", "group_opt", "load_bundle",
            "out_opt", "train_errors", "upsample_filter_opt", "upsample_opt",
            "upsample_option"]
@@ -59,13 +61,13 @@ def upsample_option(how: str) -> Any:
 
 upsample_opt = upsample_option("--upsample-filter")
 upsample_filter_opt = click.option(
-    "--upsample-filter", type=click.Choice(["nearest", "linear"]), default="nearest",
+    "--upsample-filter", type=click.Choice(UPSAMPLE_FILTERS), default="nearest",
     show_default=True,
     help="How --upsample images are enlarged, in the loop and by readers: repeat each "
     "value (nearest) or interpolate bilinearly (linear; .qdd 1.2).",
 )
 group_opt = click.option(
-    "--group", type=click.Choice(["tensor", "channel", "sample-channel"]), default="channel",
+    "--group", type=click.Choice(GROUPS), default="channel",
     show_default=True, help="What one codebook covers.",
 )
 

@@ -18,12 +18,10 @@ from .rules import (
     channels_of,
     check_bits,
     check_codebook_dtype,
-    group_count,
 )
 
-#: GROUPS, CODEBOOKS and group_count are defined in rules and importable from here too.
-__all__ = ["CODEBOOKS", "GROUPS", "KMEANS_ITERS", "KMEANS_MAX_SAMPLES", "fit_levels",
-           "group_count", "kmeans_levels", "quantize", "quantize_array", "uniform_levels"]
+__all__ = ["KMEANS_ITERS", "KMEANS_MAX_SAMPLES", "fit_levels", "kmeans_levels", "quantize",
+           "quantize_array", "uniform_levels"]
 
 #: Values a k-means fit looks at per group; a strided subsample keeps big inputs fast
 #: while staying deterministic.

@@ -15,13 +15,7 @@ import msgpack
 
 from .bitpack import packed_nbytes
 from .errors import QddLayoutError, QddValueError
-from .resample import output_shape, stored_shape
-from .rules import MAX_CLASSES, UPSAMPLE_FILTERS
-
-#: Also importable from here (the trainer's older import paths); defined in rules/resample.
-__all__ = ["EXTRA_SECTIONS", "MAX_CLASSES", "REQUIRED_SECTIONS", "UPSAMPLE_FILTERS", "Layout",
-           "Section", "check_section_lengths", "extra_length", "label_bits", "provenance_bytes",
-           "required_lengths", "sample_nbytes", "section_plan", "stored_shape"]
+from .resample import output_shape
 from .rules import (
     CODEBOOK_DTYPES,
     PREFIX_SIZE,
@@ -31,6 +25,10 @@ from .rules import (
     channels_of,
     group_count,
 )
+
+__all__ = ["EXTRA_SECTIONS", "REQUIRED_SECTIONS", "Layout", "Section", "check_section_lengths",
+           "extra_length", "label_bits", "provenance_bytes", "required_lengths",
+           "sample_nbytes", "section_plan"]
 
 REQUIRED_SECTIONS = ("codebooks", "codes", "labels")
 EXTRA_SECTIONS = ("soft_labels", "provenance")

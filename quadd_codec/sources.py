@@ -105,30 +105,32 @@ def _check_x(x: np.ndarray, where: str) -> np.ndarray:
     return out
 
 
-def check_labels(y: Any, n: int | None = None, where: str = "input") -> np.ndarray:
+def check_labels(y: Any, n: int | None = None, where: str | None = "input",
+                 key: str = "y") -> np.ndarray:
     """Class indices as int64, checked before anything is sized by the largest label.
 
     `y` must be 1-D (with `n` given: of n labels) of integers, booleans or integral
     floats, none negative and all below MAX_CLASSES. Raises `QddValueError` (a
-    `ValueError`) whose message starts with `where`.
+    `ValueError`) whose message names the array as `key`, after `where` when given.
     """
+    at = f"{where}: {key}" if where else key
     y = np.asarray(y)
     if y.ndim != 1:
-        raise QddValueError(f"{where}: y must be 1-D (one label per sample), got shape {y.shape}")
+        raise QddValueError(f"{at} must be 1-D (one label per sample), got shape {y.shape}")
     if n is not None and y.shape[0] != n:
-        raise QddValueError(f"{where}: y has {y.shape[0]} labels but x has {n} samples")
+        raise QddValueError(f"{at} has {y.shape[0]} labels but x has {n} samples")
     if y.dtype.kind == "f":
         if not np.isfinite(y).all() or (y != np.round(y)).any():
-            raise QddValueError(f"{where}: y must hold integer class indices")
+            raise QddValueError(f"{at} must hold integer class indices")
     elif y.dtype.kind not in "iub":
-        raise QddValueError(f"{where}: y has dtype {y.dtype}; expected integer class indices")
+        raise QddValueError(f"{at} has dtype {y.dtype}; expected integer class indices")
     if y.size and y.min() < 0:
-        raise QddValueError(f"{where}: y holds negative labels (min {y.min()})")
+        raise QddValueError(f"{at} holds negative labels (min {y.min()})")
     # Default class names are "0".."max(y)", so a stray huge label would build a list
     # of that many strings before the class limit is ever checked.
     if y.size and y.max() >= MAX_CLASSES:
         raise QddValueError(
-            f"{where}: y holds label {int(y.max())}; labels must be below {MAX_CLASSES} "
+            f"{at} holds label {int(y.max())}; labels must be below {MAX_CLASSES} "
             f"(at most {MAX_CLASSES} classes)"
         )
     return y.astype(np.int64)

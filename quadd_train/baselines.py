@@ -8,11 +8,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from quadd_codec import downsample_mean, quantize_array
+from quadd_codec import FileSpec, check_bits, downsample_mean, quantize_array
+from quadd_codec.rules import check_group
 
 from .config import SubsetResult
 from .plan import (
-    FileLayout,
     check_dir,
     check_written,
     denorm_of,
@@ -44,15 +44,11 @@ def subset(
     contributes all its samples (no duplicates: a real subset has nothing to gain
     from them), so the file may then be below the budget.
     """
-    from .quantizers import GROUPS
-
     out_path = os.fspath(out_path)
     check_dir(out_path)
-    if bits != 32 and not 1 <= bits <= 8:
-        raise ValueError(f"bits must be in 1..8 or 32, got {bits}")
-    if group not in GROUPS:
-        raise ValueError(f"unknown group {group!r}; expected one of {GROUPS}")
-    layout = FileLayout(
+    bits = check_bits(bits, raw=True, error=ValueError)
+    check_group(group, error=ValueError)
+    layout = FileSpec(
         class_names=list(bundle.class_names),
         sample_shape=stored_shape(tuple(int(d) for d in bundle.x_train.shape[1:]), upsample),
         bits=bits,

@@ -65,16 +65,18 @@ class DistillConfig:
         return self.checkpoint_path or os.fspath(out_path) + ".ckpt"
 
     def validate(self) -> None:
-        from .objectives import make_objective
-        from .quantizers import GROUPS, QUANTIZERS
+        from quadd_codec import check_bits
+        from quadd_codec.rules import check_group
 
-        if self.quantizer not in QUANTIZERS:
-            raise ValueError(f"unknown quantizer {self.quantizer!r}; expected one of {QUANTIZERS}")
-        if self.group not in GROUPS:
-            raise ValueError(f"unknown group {self.group!r}; expected one of {GROUPS}")
+        from .objectives import make_objective
+        from .quantizers import quantizer_names
+
+        names = quantizer_names()
+        if self.quantizer not in names:
+            raise ValueError(f"unknown quantizer {self.quantizer!r}; expected one of {names}")
+        check_group(self.group, error=ValueError)
         if self.quantizer != "none" or self.post_quantize:
-            if not 1 <= int(self.bits) <= 8:
-                raise ValueError(f"bits must be in 1..8, got {self.bits}")
+            check_bits(self.bits, error=ValueError)
         if self.iterations < 0:
             raise ValueError("iterations must be >= 0")
         if self.budget_bytes <= 0:

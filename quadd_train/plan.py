@@ -12,59 +12,15 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from quadd_codec import Denorm, encoded_size, max_samples_per_class, write_qdd
-from quadd_codec.layout import stored_shape as codec_stored_shape
+from quadd_codec import Denorm, FileSpec
+from quadd_codec import stored_shape as codec_stored_shape
 from quadd_codec.paths import check_output_file
 
 from .config import DistillConfig
 from .runtime import available_memory
 
-__all__ = ["FileLayout", "Plan", "check_dir", "check_memory", "check_written", "denorm_of",
+__all__ = ["Plan", "check_dir", "check_memory", "check_written", "denorm_of",
            "file_layout", "plan", "plan_ipc", "provenance", "stored_shape"]
-
-
-@dataclass(frozen=True)
-class FileLayout:
-    """What the size of a distilled file depends on; the codec turns it into bytes."""
-
-    class_names: list[str]
-    sample_shape: tuple[int, ...]  # the stored shape; readers enlarge it by `upsample`
-    bits: int  # file bit width (32 for the unquantized baseline)
-    group: str
-    codebook_dtype: str
-    denorm: Denorm
-    provenance: dict[str, Any]
-    upsample: int = 1
-    upsample_filter: str = "nearest"
-
-    def max_samples_per_class(self, budget: int) -> int:
-        """Samples per class that fit ``budget`` bytes (0 when not even one does)."""
-        return max_samples_per_class(
-            budget, self.sample_shape, self.bits, self.class_names, group=self.group,
-            codebook_dtype=self.codebook_dtype, denorm=self.denorm,
-            provenance=self.provenance, upsample=self.upsample,
-            upsample_filter=self.upsample_filter,
-        )
-
-    def size(self, n: int) -> int:
-        """Exact size in bytes of the file holding ``n`` samples."""
-        return encoded_size(
-            n, self.sample_shape, self.bits, self.group, self.class_names,
-            self.codebook_dtype, self.denorm, self.provenance, upsample=self.upsample,
-            upsample_filter=self.upsample_filter,
-        )
-
-    def write(self, path: str, codes: np.ndarray, levels: np.ndarray | None,
-              labels: np.ndarray) -> int:
-        """Write the `.qdd` file; returns its size in bytes."""
-        return write_qdd(
-            path, codes, levels, labels, self.bits, self.group, self.class_names,
-            denorm=self.denorm, codebook_dtype=self.codebook_dtype,
-            provenance=self.provenance, upsample=self.upsample,
-            upsample_filter=self.upsample_filter,
-        )
 
 
 def denorm_of(bundle: Any) -> Denorm:
@@ -88,7 +44,7 @@ def stored_shape(sample_shape: tuple[int, ...], upsample: int) -> tuple[int, ...
     return codec_stored_shape(sample_shape, upsample)
 
 
-def plan_ipc(budget_bytes: int, layout: FileLayout) -> int:
+def plan_ipc(budget_bytes: int, layout: FileSpec) -> int:
     """Samples per class that fit the budget, from the codec; a clear error if none."""
     ipc = layout.max_samples_per_class(budget_bytes)
     if ipc < 1:
@@ -100,7 +56,7 @@ def plan_ipc(budget_bytes: int, layout: FileLayout) -> int:
     return ipc
 
 
-def file_layout(config: DistillConfig, bundle: Any) -> FileLayout:
+def file_layout(config: DistillConfig, bundle: Any) -> FileSpec:
     """The layout ``distill(config, bundle, ...)`` writes, provenance block included."""
     prov = provenance(
         "distill",
@@ -117,7 +73,7 @@ def file_layout(config: DistillConfig, bundle: Any) -> FileLayout:
     )
     # Post-quantization keeps QuADD's sample count (that is the baseline's point): the
     # count comes from the *file* bit width, which for it is `bits`, not 32.
-    return FileLayout(
+    return FileSpec(
         class_names=list(bundle.class_names),
         sample_shape=stored_shape(tuple(int(d) for d in bundle.x_train.shape[1:]),
                                   config.upsample),

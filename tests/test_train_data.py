@@ -233,7 +233,7 @@ def test_npz_writer_round_trip_and_atomic(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize(
     ("labels", "message"),
-    [(np.array(["a", "b"]), "dtype"), (np.array([0.5, 1.0]), "non-integral"),
+    [(np.array(["a", "b"]), "dtype"), (np.array([0.5, 1.0]), "must hold integer class indices"),
      (np.array([0, -1]), "negative"), (np.array([0, 1 << 20]), "at most")],
 )
 def test_label_checks(labels, message):

@@ -216,8 +216,9 @@ def test_an_unreused_pool_of_the_plain_batch_is_the_plain_loop(tmp_path, digits,
 def _cli():
     import click
 
+    from quadd_cli.distill_command import distill_command
     from quadd_cli.errors import QuaddGroup
-    from quadd_cli.train_commands import distill_command, subset_command
+    from quadd_cli.train_commands import subset_command
 
     @click.group(cls=QuaddGroup)
     def group() -> None:

@@ -24,22 +24,10 @@ __all__ = [
 
 def check_labels(y: np.ndarray, key: str) -> np.ndarray:
     """Class indices as int64 (flattened), refused before anything is sized by the
-    largest: an integer, bool or integral float array of 0..MAX_CLASSES-1."""
-    from quadd_codec.layout import MAX_CLASSES
+    largest: the codec's rule (integer, bool or integral float labels of 0..65535)."""
+    from quadd_codec import check_labels as codec_check_labels
 
-    if not (y.dtype == np.bool_ or np.issubdtype(y.dtype, np.integer)
-            or np.issubdtype(y.dtype, np.floating)):
-        raise ValueError(f"{key} must hold integer class indices, got dtype {y.dtype}")
-    flat = y.reshape(-1)
-    if np.issubdtype(flat.dtype, np.floating):
-        if not np.all(np.isfinite(flat)) or np.any(flat != np.floor(flat)):
-            raise ValueError(f"{key} must hold integer class indices, got non-integral values")
-    if flat.size and flat.min() < 0:
-        raise ValueError(f"{key} has negative labels")
-    if flat.size and flat.max() >= MAX_CLASSES:
-        raise ValueError(f"{key} has labels up to {int(flat.max())}; at most {MAX_CLASSES} "
-                         "classes are supported")
-    return flat.astype(np.int64)
+    return codec_check_labels(np.asarray(y).reshape(-1), where=None, key=key)
 
 
 def check_label_range(y: np.ndarray, k: int, key: str) -> None:

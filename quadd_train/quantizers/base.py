@@ -15,7 +15,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from quadd_codec.codebook import GROUPS, group_count
+from quadd_codec import GROUPS
+from quadd_codec.rules import group_count
 
 from ..registry import Registry, check_options
 from .kernels import GatherSTE, nearest_codes

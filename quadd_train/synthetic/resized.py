@@ -30,8 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from quadd_codec import linear_taps
-from quadd_codec.layout import UPSAMPLE_FILTERS
+from quadd_codec import UPSAMPLE_FILTERS, linear_taps
 
 from .base import Parameterization, register_parameterization
 

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from quadd_codec.layout import UPSAMPLE_FILTERS
+from quadd_codec import UPSAMPLE_FILTERS
 
 from .base import PARAMETERIZATION_REGISTRY, Parameterization
 from .pixels import Pixels
