@@ -145,8 +145,7 @@ def report(paths: list[str]) -> str:
     lines = [
         f"{first['dataset']}, {first['ipc']} img/class, {quant}, {first['iterations']} "
         f"DM iterations, {first['real_per_class']} real images per class per pool entry "
-        "(the whole class where smaller) and per plain iteration (the whole class too "
-        "since 2026-11-30, with replacement before); "
+        "(the whole class where smaller) and per plain iteration (the whole class too); "
         f"evaluation: ConvNet-3, {first['eval_epochs']} epochs x {first['eval_runs']} runs. "
         f"Machine: {first['machine']}, {first['date']}.",
         "",
