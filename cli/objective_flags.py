@@ -88,13 +88,23 @@ class ObjectiveCommand(click.Command):
         for key, records in sections.items():
             if key:
                 # Options without a flag of their own are reached through --opt only.
-                rest = [f.name for f in option_fields(options_class(key))
-                        if f.metadata.get("flag", "") is None]
-                if rest:
-                    records.append(("--opt KEY=VALUE", "Also: " + ", ".join(rest) + "."))
+                cls = options_class(key)
+                records += [_opt_record(cls, f) for f in option_fields(cls)
+                            if f.metadata.get("flag", "") is None]
             title = "Options" if not key else f"Options of --method {key}"
             with formatter.section(title):
                 formatter.write_dl(records)
+
+
+def _opt_record(options_cls: type, f: dataclasses.Field[Any]) -> tuple[str, str]:
+    """The help row of an option reached through ``--opt`` only: its key, type, help and
+    default."""
+    kind = _base_type(options_cls, f.name)
+    default = f.default if f.default is not dataclasses.MISSING else None
+    text = f.metadata.get("help") or ""
+    shown = "none" if default is None else default
+    return (f"--opt {f.name}={getattr(kind, '__name__', 'VALUE').upper()}",
+            f"{text}  [default: {shown}]".strip())
 
 
 def _base_type(options_cls: type, name: str) -> type:

@@ -49,7 +49,7 @@ from .writer import encode_qdd, write_qdd
 
 __all__ = [
     "CODEBOOKS", "GROUPS", "MAJOR", "MAX_CLASSES", "MINOR", "RAW_BITS", "UPSAMPLE_FILTERS",
-    "Denorm", "FileSpec", "QddChecksumError", "QddDataset", "QddError", "QddFeatureError",
+    "Denorm", "FileSpec", "QddChecksumError", "QddError", "QddFeatureError",
     "QddFile", "QddFormatError", "QddHeaderError", "QddLayoutError", "QddSignatureError",
     "QddTruncatedError", "QddValueError", "QddVersionError", "atomic_write", "check_bits",
     "check_labels", "downsample_mean", "encode_qdd", "encoded_size", "fit_levels",
@@ -59,10 +59,16 @@ __all__ = [
 ]
 
 
+# QddDataset is not in __all__: a star import must work where torch is not installed.
 def __getattr__(name: str) -> Any:
     # QddDataset is a torch Dataset: torch is imported only by code that asks for it.
     if name == "QddDataset":
-        from .dataset import QddDataset
-
+        try:
+            from .dataset import QddDataset
+        except ModuleNotFoundError as exc:
+            if exc.name != "torch":
+                raise
+            raise ModuleNotFoundError("quadd_codec.QddDataset needs PyTorch: pip install "
+                                      "'quadd[torch]'", name="torch") from exc
         return QddDataset
     raise AttributeError(f"module 'quadd_codec' has no attribute {name!r}")

@@ -37,6 +37,10 @@ RESUMABLE_FIELDS = {
     "device",
     "data_dir",
     "objective_options",
+    # How the arithmetic is laid out and run, not what it computes (up to rounding): a
+    # run whose compile broke can go on without it.
+    "compile",
+    "channels_last",
 }
 KEYS = {"version", "fingerprint", "objective_fingerprint", "iteration", "synthetic",
         "quantizer", "opt_img", "opt_quant", "np_rng", "torch_rng", "objective",
@@ -99,7 +103,8 @@ def check_resumable(state: dict[str, Any], config: DistillConfig, objective: Obj
     """Refuse a checkpoint made with other settings, naming each (its value there and
     now), or one past the run's iterations. ``objective`` has loaded the checkpoint's
     state, so its fingerprint names what it adopted from it."""
-    then = {**run_fingerprint(DistillConfig()), **state["fingerprint"]}
+    then = {k: v for k, v in {**run_fingerprint(DistillConfig()), **state["fingerprint"]}.items()
+            if k not in RESUMABLE_FIELDS}
     now = run_fingerprint(config)
     then_obj, now_obj = state["objective_fingerprint"], objective.fingerprint()
     if set(now_obj) - set(then_obj):
@@ -108,7 +113,8 @@ def check_resumable(state: dict[str, Any], config: DistillConfig, objective: Obj
     then, now = {**then, **then_obj}, {**now, **now_obj}
     if then != now:
         diff = sorted(k for k in set(then) | set(now) if then.get(k) != now.get(k))
-        shown = ", ".join(f"{k} {then.get(k)!r} there, {now.get(k)!r} now" for k in diff)
+        shown = ", ".join(f"{k} {_shown(then.get(k))} there, {_shown(now.get(k))} now"
+                          for k in diff)
         raise ValueError(f"checkpoint {path} was made with different settings ({shown})")
     if int(state["iteration"]) > config.iterations:
         # Writing that later state as an N-iteration file would mislabel it.
@@ -117,3 +123,8 @@ def check_resumable(state: dict[str, Any], config: DistillConfig, objective: Obj
             f"--iterations {config.iterations}; raise --iterations or start without "
             "--resume"
         )
+
+
+def _shown(value: Any) -> str:
+    # An unset setting takes its default for the device and the run.
+    return "auto" if value is None else repr(value)

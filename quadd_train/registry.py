@@ -101,7 +101,7 @@ class Registry(Generic[T]):
                               f"{type(exc).__name__}: {exc}") from exc
         problem = self._check(obj) if self._check else None
         if problem:
-            raise PluginError(f"{self.kind} {name!r}: {where} is not a {self.kind}: {problem}")
+            raise PluginError(f"{self.kind} {name!r}: {where} is not {_a(self.kind)}: {problem}")
         # The plugin's module may have registered it already with the decorator.
         self._table.setdefault(name, obj)
         return self._table[name]
@@ -127,6 +127,10 @@ def check_options(kind: str, name: str, fn: Callable[..., Any], options: dict[st
         takes = ", ".join(known) if known else "none"
         raise ValueError(f"{kind} {name!r} does not take option(s) {', '.join(unknown)}; "
                          f"its options: {takes}")
+
+
+def _a(noun: str) -> str:
+    return ("an " if noun[0] in "aeiou" else "a ") + noun
 
 
 def _qualname(obj: Any) -> str:

@@ -149,6 +149,22 @@ def test_resume_rejects_other_settings(tmp_path, digits):
     with pytest.raises(ValueError, match="different settings"):
         distill(_cfg(iterations=4, bits=3, checkpoint_path=str(ckpt), resume=True), digits,
                 tmp_path / "b.qdd", progress=False)
+    # bf16 changes the arithmetic; an unset setting reads as auto.
+    with pytest.raises(ValueError, match=r"different settings \(bf16 auto there, False now"):
+        distill(_cfg(iterations=4, bf16=False, checkpoint_path=str(ckpt), resume=True),
+                digits, tmp_path / "b.qdd", progress=False)
+
+
+def test_resume_may_change_how_the_arithmetic_runs(tmp_path, digits):
+    """A run whose compile broke goes on without it: compile and channels_last change how
+    the loop runs, not what it computes, and are not part of a checkpoint's settings."""
+    ckpt = tmp_path / "c.ckpt"
+    distill(_cfg(iterations=2, checkpoint_every=2, checkpoint_path=str(ckpt)), digits,
+            tmp_path / "a.qdd", progress=False)
+    res = distill(_cfg(iterations=4, compile=False, channels_last=False,
+                       checkpoint_path=str(ckpt), resume=True), digits, tmp_path / "b.qdd",
+                  progress=False)
+    assert res.resumed_from == 2
 
 
 def test_resume_refuses_a_checkpoint_past_the_iterations(tmp_path, digits):
