@@ -102,6 +102,7 @@ def distill(
         opt_q = quantizer_optimizer(quant, config.lr_quant)
         rng = np.random.default_rng([int(config.seed), 1])
 
+        objective.data_name = str(bundle.name)
         t0 = time.perf_counter()
         objective.prepare(x_real, y_real, num_classes, ipc, runtime, config.seed,
                           progress=progress, iterations=config.iterations)

@@ -26,7 +26,8 @@ An objective is a subclass of :class:`Objective` registered under a name:
   :class:`quadd_train.runtime.Runtime` (device, bf16, channels_last, compile, resolved
   once for the run), its seed and length. Defaults that depend on the device or the
   run's length are resolved here, once; an objective restored from a checkpoint keeps
-  what it was built with.
+  what it was built with. Before it, a run sets ``data_name`` to the dataset's name
+  (for messages and cache listings).
 * ``loss(syn, labels, rng)``: every iteration, the scalar loss of the quantized,
   enlarged synthetic batch ``syn`` (class-major, ``ipc`` per class). All randomness per
   iteration comes from ``rng``, the global torch RNG (both checkpointed by the loop) or
@@ -94,6 +95,9 @@ class Objective(ABC):
     """A distillation loss over the quantized synthetic set (see the module docstring)."""
 
     name: ClassVar[str] = "objective"
+    #: The real data's name (a run sets it to the dataset's before ``prepare``), for
+    #: messages and cache listings; "" when not known.
+    data_name: str = ""
 
     @dataclass
     class Options:

@@ -41,15 +41,20 @@ than random ones. Here that queue is precomputed once, like the means.
 The loop and pool a run resolves are what its checkpoint records (``fingerprint``), and
 a resumed run keeps them whatever its device now.
 
+The pool's set-up depends on neither the bits, the samples per class nor the budget, so
+it is kept in the on-disk cache (``pools/`` in the cache folder; :mod:`.pool_cache`
+says what its key covers) and a second run with the same data, seed, pool and runtime
+settings reads it instead (``pool_cache=False``, ``--no-pool-cache``: not).
+
 >>> import torch
 >>> from quadd_train.objectives import make_objective
 >>> dm = make_objective("dm", {"pool_size": 2, "real_per_class": 4})
 >>> x = torch.randn(20, 1, 8, 8)
 >>> dm.prepare(x, torch.arange(20) % 2, 2, 1, "cpu", seed=0, iterations=10)
 >>> dm.report()
-{'dm_mode': 'fast', 'pool_size': 2, 'real_per_class': 4}
+{'dm_mode': 'fast', 'pool_size': 2, 'real_per_class': 4, 'pool_from_cache': False}
 >>> dm.summary(0.4)
-'DM pool 2 x 4 real/class, set up in 0 s'
+'DM pool 2 x 4 real/class, set up in 0.4 s'
 """
 
 from __future__ import annotations

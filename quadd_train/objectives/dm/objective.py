@@ -21,6 +21,7 @@ from ...runtime import Runtime, as_runtime, available_memory, to_device
 from .. import Objective, register_objective
 from .options import DEFAULT_REAL, DMOptions, default_mode, default_pool
 from .pool import PoolMixin
+from .pool_cache import open_pool_cache
 
 __all__ = ["SYN_ACTIVATION_BYTES", "DMObjective", "default_syn_chunk"]
 
@@ -64,6 +65,7 @@ class DMObjective(PoolMixin, Objective):
         self.mode = self.options.mode
         self.pool_size: int | None = self.options.pool_size
         self.real_per_class: int | None = self.options.real_per_class
+        self.pool_from_cache = False  # prepare took the pool from the on-disk cache
 
     # ------------------------------------------------------------------ set-up
     def _new_net(self) -> ConvNet:
@@ -207,8 +209,15 @@ class DMObjective(PoolMixin, Objective):
         self.syn_chunk = o.syn_chunk or default_syn_chunk(
             self.device, self._seeded_net(0), self.bf16)
         self._seed = int(seed)
+        self.pool_from_cache = False
         if self.mode == "fast":
+            # A pool restored from a checkpoint is the run's own; otherwise the cache's.
+            entry = (open_pool_cache(self, x_real, y_real) if self._net_seeds is None
+                     else None)
+            self.pool_from_cache = entry is not None and entry.load()
             self._build_pool(progress)
+            if entry is not None and not self.pool_from_cache:
+                entry.save()
 
     # ------------------------------------------------------------------ loss
     def loss(self, syn: Tensor, labels: Tensor, rng: np.random.Generator) -> Tensor:
@@ -263,7 +272,8 @@ class DMObjective(PoolMixin, Objective):
     def fingerprint(self) -> dict[str, Any]:
         """The loop and pool that run (as resolved or restored) and every option that
         changes the samples; the plain loop draws no pool, so its order is left out."""
-        skip = {"mode", "pool_size", "real_per_class", "embed_chunk", "syn_chunk"}
+        skip = {"mode", "pool_size", "real_per_class", "embed_chunk", "syn_chunk",
+                "pool_cache"}
         fp = {"dm_mode": self.mode, "pool_size": self.pool_size,
               "real_per_class": self.real_per_class,
               **{k: v for k, v in asdict(self.options).items() if k not in skip}}
@@ -274,13 +284,15 @@ class DMObjective(PoolMixin, Objective):
     def report(self) -> dict[str, Any]:
         fast = self.mode == "fast"
         return {"dm_mode": self.mode, "pool_size": self.pool_size if fast else None,
-                "real_per_class": self.real_per_class if fast else None}
+                "real_per_class": self.real_per_class if fast else None,
+                "pool_from_cache": self.pool_from_cache if fast else None}
 
     def summary(self, prepare_seconds: float) -> str:
         # The default pool depends on the device and --iterations: say which was used.
         if self.mode == "fast":
-            return (f"DM pool {self.pool_size} x {self.real_per_class} real/class, set up "
-                    f"in {prepare_seconds:.0f} s")
+            how = "from cache" if self.pool_from_cache else "set up"
+            return (f"DM pool {self.pool_size} x {self.real_per_class} real/class, {how} "
+                    f"in {prepare_seconds:.{0 if prepare_seconds >= 10 else 1}f} s")
         return "plain DM loop"
 
     # ------------------------------------------------------------------ checkpoint
@@ -334,7 +346,7 @@ def _pool_key(cfg: dict[str, Any]) -> dict[str, Any]:
     # Execution-only switches do not change what the pool holds. A knob the state
     # predates had its default then, so its pool stays valid.
     full = {**asdict(DMOptions()), **cfg}
-    skip = {"embed_chunk", "syn_chunk", "batch_real", "pool_order"}
+    skip = {"embed_chunk", "syn_chunk", "batch_real", "pool_order", "pool_cache"}
     if not full["pool_train_steps"]:
         skip |= {"pool_train_lr", "pool_train_batch"}  # nothing was trained with them
     return {k: v for k, v in full.items() if k not in skip}

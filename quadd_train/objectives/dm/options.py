@@ -89,6 +89,14 @@ class DMOptions:
                                  min=1)
     # SGD, momentum 0.9, weight decay 5e-4 (IDM's net_decay).
     pool_train_lr: float = _opt(0.01, "Learning rate of pool training.", flag=None)
+    # The pool's set-up depends on neither bits, samples per class nor budget: keep it
+    # on disk (quadd_train.objectives.dm.pool_cache). Not in the fingerprint: a pool from
+    # the cache is the pool a recomputation builds.
+    pool_cache: bool = _opt(
+        True,
+        "Fast mode: neither read nor write the on-disk pool cache (the pool's set-up is "
+        "then recomputed and not kept; `quadd cache ls` lists what is kept).",
+        flag="--no-pool-cache")
 
     def check(self) -> None:
         """Refuse values DM cannot run, naming the option."""
