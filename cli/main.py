@@ -40,6 +40,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
              "labels and provenance included). Nothing is trained or written."),
     "eval": ("quadd_cli.eval_command:eval_command",
              "Evaluate the distilled set FILE.qdd with the standard protocol."),
+    "cache": ("quadd_cli.cache_command:cache_command",
+              "List or clear the cache of DM pools and decoded datasets."),
 }
 
 

@@ -168,3 +168,18 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """The suite never writes the user's cache folder, and its runs recompute the DM pool
+    (each test asserts what a run computes); tests/test_pool_cache.py turns it back on."""
+    saved = {k: os.environ.get(k) for k in ("QUADD_CACHE", "QUADD_POOL_CACHE_MAX")}
+    os.environ["QUADD_CACHE"] = str(tmp_path_factory.mktemp("quadd-cache"))
+    os.environ["QUADD_POOL_CACHE_MAX"] = "0"
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
