@@ -211,7 +211,8 @@ def _distill_rows(args: argparse.Namespace, bundle: Any, r: dict[str, Any], budg
             objective_options=dict(
                 mode=args.dm_mode, pool_size=args.pool_size,
                 real_per_class=args.real_per_class, pool_train_steps=args.pool_train_steps,
-                pool_train_batch=args.pool_train_batch, pool_order=args.pool_order),
+                pool_train_batch=args.pool_train_batch, pool_order=args.pool_order,
+                pool_cache=False),  # prepare_seconds is reported: computed, not read
             # Often enough that a killed run loses little; dividing n_it, so the next
             # stage starts exactly where this one ended.
             checkpoint_every=math.gcd(100, n_it), checkpoint_path=str(ckpt), resume=True,

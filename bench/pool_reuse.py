@@ -79,8 +79,9 @@ def _job(args: dict[str, Any], variant: str, seed: int) -> dict[str, Any]:
                         quantizer=args["quantizer"], bits=args["bits"], ipc=args["ipc"],
                         iterations=args["iterations"], seed=seed, device="cpu",
                         compile=args.get("compile", False),
+                        # The set-up is timed: computed, never read from the pool cache.
                         objective_options={"batch_real": args["real_per_class"],
-                                           **settings})
+                                           "pool_cache": False, **settings})
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "d.qdd"
         res = distill(cfg, bundle, path, progress=False)
