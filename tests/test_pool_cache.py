@@ -100,7 +100,7 @@ def test_every_setting_of_the_pool_is_in_its_key(cache, embeds, digits):
     assert len(_entries(cache)) == 8
 
 
-def test_a_trained_pool_keeps_its_networks(cache, digits, capsys):
+def test_a_trained_pool_keeps_its_networks(cache, digits):
     opts = dict(pool_train_steps=4, pool_train_batch=32)
     built = _prepared(digits, **opts)
     read = _prepared(digits, **opts)
@@ -109,9 +109,9 @@ def test_a_trained_pool_keeps_its_networks(cache, digits, capsys):
         for p, q in zip(a.parameters(), b.parameters(), strict=True):
             assert torch.equal(p, q)
     assert torch.equal(built._pool_means, read._pool_means)
-    # Another learning rate trains other networks; it does not count untrained.
+    # Another learning rate trains other networks; an untrained pool never reads it.
     assert not _prepared(digits, **opts, pool_train_lr=0.05).pool_from_cache
-    assert _prepared(digits, pool_train_lr=0.05).pool_from_cache is False
+    assert not _prepared(digits, pool_train_lr=0.05).pool_from_cache
     assert _prepared(digits, pool_train_lr=0.07).pool_from_cache
 
 
