@@ -31,7 +31,7 @@ import math
 import os
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -89,6 +89,8 @@ class ImageBaselineResult:
     n: int
     file_bytes: int
     budget_bytes: int
+    #: Every point weighed (one per quality of the grid that fits), the written one included.
+    candidates: list[ImageBaselinePoint] = field(default_factory=list)
 
 
 def image_baseline_grid(
@@ -99,12 +101,14 @@ def image_baseline_grid(
     seed: int = 0,
     qualities: tuple[int, ...] = QUALITIES,
     progress: bool = False,
+    layout: str | None = None,
 ) -> list[ImageBaselinePoint]:
     """For each quality, the layout and the most images per class that fit the budget,
     each point with the exact size of its archive. Qualities where not even one image
-    per class fits are left out (an empty list when none fits)."""
+    per class fits are left out (an empty list when none fits). ``layout`` ("mosaic" or
+    "separate") forces one layout instead of the better of the two."""
     return [p for p, _ in _search(bundle, budget_bytes, codec, scale, seed, qualities,
-                                  progress)]
+                                  progress, layout)]
 
 
 def write_image_baseline(
@@ -116,20 +120,22 @@ def write_image_baseline(
     seed: int = 0,
     quality: int | None = None,
     progress: bool = False,
+    layout: str | None = None,
 ) -> ImageBaselineResult:
     """Write random real samples of ``bundle.x_train`` as a JPEG/WebP archive of at most
     ``budget_bytes`` to ``out_path``: the most images per class that fit at ``quality``,
     or, with ``quality=None``, at the quality chosen by the rule in the module docstring.
 
     ``scale=2`` stores images at half size per side (box-downsampled); the reader enlarges
-    them back by bilinear interpolation. Raises ``ValueError`` when not even one image per
+    them back by bilinear interpolation. ``layout`` as for :func:`image_baseline_grid`.
+    Raises ``ValueError`` when not even one image per
     class fits, or for data that are not 8-bit-representable images (1 or 3 channels,
     values in [0, 1]).
     """
     out_path = os.fspath(out_path)
     check_dir(out_path)
     qualities = QUALITIES if quality is None else (_check_quality(quality),)
-    found = _search(bundle, budget_bytes, codec, scale, seed, qualities, progress)
+    found = _search(bundle, budget_bytes, codec, scale, seed, qualities, progress, layout)
     if not found:
         at = "any quality of " + ", ".join(map(str, qualities)) if quality is None \
             else f"quality {quality}"
@@ -143,7 +149,7 @@ def write_image_baseline(
         raise RuntimeError(f"wrote {size} B to {out_path}; measured {point.file_bytes} B "
                            f"for a {budget_bytes} B budget")
     return ImageBaselineResult(out_path, codec, scale, point.quality, point.layout,
-                               point.ipc, point.n, size, budget_bytes)
+                               point.ipc, point.n, size, budget_bytes, [p for p, _ in found])
 
 
 def is_image_baseline(path: str | os.PathLike[str]) -> bool:
@@ -209,29 +215,32 @@ def evaluate_image_baseline(path: str | os.PathLike[str], bundle: Any,
 
 
 def _search(bundle: Any, budget: int, codec: str, scale: int, seed: int,
-            qualities: tuple[int, ...], progress: bool
+            qualities: tuple[int, ...], progress: bool, layout: str | None = None,
             ) -> list[tuple[ImageBaselinePoint, bytes]]:
     if codec not in CODECS:
         raise ValueError(f"unknown codec {codec!r}; expected one of {', '.join(CODECS)}")
     if scale not in (1, 2):
         raise ValueError(f"scale must be 1 or 2, not {scale}")
+    layouts = ("mosaic", "separate") if layout is None else (layout,)
+    if not set(layouts) <= {"mosaic", "separate"}:
+        raise ValueError(f"layout must be mosaic or separate, not {layout!r}")
     pools, classes = _pools(bundle, scale, seed)
     bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=2 * len(qualities), desc=f"{codec} x{scale}", unit="point",
+        bar = tqdm(total=len(layouts) * len(qualities), desc=f"{codec} x{scale}", unit="point",
                    leave=False)
     found = []
     try:
         for q in qualities:
             best = None
-            for layout in ("mosaic", "separate"):
-                packer = _Packer(pools, classes, codec, scale, q, layout)
+            for lay in layouts:
+                packer = _Packer(pools, classes, codec, scale, q, lay)
                 ipc, data = _most_that_fit(packer, budget)
                 if ipc and (best is None or (ipc, -len(data)) > (best[0].ipc, -best[0].file_bytes)):
                     n = sum(min(ipc, len(p)) for p in pools)
-                    best = (ImageBaselinePoint(codec, scale, q, layout, ipc, n, len(data)), data)
+                    best = (ImageBaselinePoint(codec, scale, q, lay, ipc, n, len(data)), data)
                 if bar is not None:
                     bar.update()
             if best is not None:
@@ -297,7 +306,7 @@ class _Packer:
                     "tile": list(tile), "channels": int(self.pools[0].shape[1]),
                     "scale": self.scale, "classes": self.classes, "counts": counts}
         entries.append((MANIFEST, json.dumps(manifest, separators=(",", ":")).encode()))
-        for k, (pool, count) in enumerate(zip(self.pools, counts)):
+        for k, (pool, count) in enumerate(zip(self.pools, counts, strict=True)):
             if self.layout == "mosaic":
                 entries.append((f"{k}.{self.ext}", self._encode(_mosaic(pool[:count]))))
             else:
