@@ -67,5 +67,6 @@ def show_command(source: str, output: Path, per_class: int, scale: int | None,
     if note:
         click.echo(f"quadd show: {_label(source)}: {note}", err=True)
     width, height = grid.size
-    click.echo(f"wrote {output}: {grid.rows} rows x up to {grid.cols} samples of {shape}, "
+    rows = f"{grid.rows} row" + ("s" if grid.rows != 1 else "")
+    click.echo(f"wrote {output}: {rows} x up to {grid.cols} samples of {shape}, "
                f"drawn at {grid.scale}x, {width}x{height} pixels")
