@@ -132,15 +132,15 @@ def _label(name: str) -> str:
     return name if len(name) <= LABEL_MAX_CHARS else name[: LABEL_MAX_CHARS - 3] + "..."
 
 
-def _text_width(draw: Any, text: str, font: Any) -> tuple[str, int]:
+def _measure(draw: Any, text: str, font: Any) -> tuple[str, tuple[int, int, int, int]]:
     """`text` as it can be drawn with `font` (the bitmap font knows only Latin-1), and
-    its width in pixels."""
+    its bounding box when drawn at (0, 0)."""
     try:
         box = draw.textbbox((0, 0), text, font=font)
     except UnicodeEncodeError:
         text = text.encode("ascii", "backslashreplace").decode("ascii")
         box = draw.textbbox((0, 0), text, font=font)
-    return text, box[2] - box[0]
+    return text, box
 
 
 def render_grid(pixels: np.ndarray, rows: Sequence[np.ndarray], names: Sequence[str],
@@ -150,7 +150,7 @@ def render_grid(pixels: np.ndarray, rows: Sequence[np.ndarray], names: Sequence[
     and its `Grid`."""
     from PIL import Image, ImageDraw
 
-    n, h, w, c = pixels.shape
+    _, h, w, c = pixels.shape
     if c not in _MODES:
         raise QddValueError(f"cannot draw samples of {c} channels")
     if len(rows) != len(names):
@@ -159,8 +159,8 @@ def render_grid(pixels: np.ndarray, rows: Sequence[np.ndarray], names: Sequence[
     tile_h, tile_w = h * scale, w * scale
     font = _font(max(8, min(16, (tile_h * 3) // 5)))
     measure = ImageDraw.Draw(Image.new("L", (1, 1)))
-    labels = [_text_width(measure, _label(name), font) for name in names]
-    label_width = max([width for _, width in labels] + [0]) + 2 * LABEL_PAD
+    labels = [_measure(measure, _label(name), font) for name in names]
+    label_width = max([box[2] for _, box in labels] + [0]) + 2 * LABEL_PAD
     grid = Grid(len(rows), cols, tile_h, tile_w, scale, label_width)
     width, height = grid.size
     if width * height > MAX_PIXELS:
@@ -177,9 +177,11 @@ def render_grid(pixels: np.ndarray, rows: Sequence[np.ndarray], names: Sequence[
     image = Image.fromarray(canvas[:, :, 0] if c == 1 else canvas, mode=mode)
     draw = ImageDraw.Draw(image)
     black: Any = _BLACK[c]
-    for r, (text, _) in enumerate(labels):
+    for r, (text, box) in enumerate(labels):
         _, y0 = grid.origin(r, 0)
-        draw.text((LABEL_PAD, y0 + tile_h / 2), text, fill=black, font=font, anchor="lm")
+        # Centred on the row by its box (the bitmap font takes no anchor argument).
+        top = y0 + (tile_h - (box[3] - box[1])) // 2 - box[1]
+        draw.text((LABEL_PAD, top), text, fill=black, font=font)
     return image, grid
 
 
