@@ -40,6 +40,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
              "labels and provenance included). Nothing is trained or written."),
     "eval": ("quadd_cli.eval_command:eval_command",
              "Evaluate the distilled set FILE.qdd with the standard protocol."),
+    "show": ("quadd_cli.show_command:show_command", "Draw IN.qdd as a PNG grid, a row per class."),
 }
 
 
