@@ -43,6 +43,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
                  "--budget, in one ZIP archive OUTPUT."),
     "eval": ("quadd_cli.eval_command:eval_command",
              "Evaluate the distilled set FILE.qdd with the standard protocol."),
+    "show": ("quadd_cli.show_command:show_command", "Draw IN.qdd as a PNG grid, a row per class."),
 }
 
 
