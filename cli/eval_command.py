@@ -64,10 +64,12 @@ def eval_command(
 
     Trains a fresh ConvNet-3 on the file's samples (read from the file every epoch)
     RUNS times and reports mean and std test accuracy in percent on the real test
-    split of --dataset.
+    split of --dataset. FILE may also be a JPEG/WebP archive from `quadd baseline`:
+    its images are decoded as a receiver would and trained on the same way.
     """
     from quadd_train.data import load_dataset
     from quadd_train.eval import evaluate_qdd
+    from quadd_train.image_baseline import evaluate_image_baseline, is_image_baseline
 
     if not os.path.isfile(file):
         fail(f"{file}: no such file")
@@ -76,7 +78,8 @@ def eval_command(
 
     def run() -> dict:
         bundle = load_dataset(dataset, data_dir)
-        return evaluate_qdd(
+        evaluate = evaluate_image_baseline if is_image_baseline(file) else evaluate_qdd
+        return evaluate(
             file,
             bundle,
             runs=runs,

@@ -38,8 +38,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
              "How many samples per class `quadd distill` fits into --budget at each bit "
              "width, and the exact size of the file it would write (header, codebooks, "
              "labels and provenance included). Nothing is trained or written."),
+    "baseline": ("quadd_cli.baseline_command:baseline_command",
+                 "Baseline: random real images per class as JPEG or WebP, as many as fit "
+                 "--budget, in one ZIP archive OUTPUT."),
     "eval": ("quadd_cli.eval_command:eval_command",
              "Evaluate the distilled set FILE.qdd with the standard protocol."),
+    "show": ("quadd_cli.show_command:show_command", "Draw IN.qdd as a PNG grid, a row per class."),
     "cache": ("quadd_cli.cache_command:cache_command",
               "List or clear the cache of DM pools and decoded datasets."),
 }

@@ -193,4 +193,12 @@ def collect_objective_options(ctx: click.Context, method: str, values: dict[str,
         if key in flags:
             raise click.UsageError(f"--opt {text} repeats {flags[key]}", ctx)
         chosen[key] = value
+    # The objective checks its values when built: a bad --opt value is a usage error, as
+    # the same value given to the option's own flag is.
+    from quadd_train.objectives import make_objective
+
+    try:
+        make_objective(method, chosen)
+    except ValueError as exc:
+        raise click.UsageError(f"{exc} (options of --method {method})", ctx) from exc
     return chosen

@@ -143,6 +143,11 @@ def test_the_command_line_takes_the_objective_and_its_options(tmp_path):
     for bad in ("scale=abc", "nope=1", "scale"):
         res = runner.invoke(main, [*base, "--opt", bad, "-o", str(out)])
         assert res.exit_code == 2 and "--opt" in res.output, bad
+    # A value the objective itself refuses is a usage error, as through its own flag.
+    for flags in (["--opt", "pool_size=0"], ["--pool-size", "0"],
+                  ["--opt", "pool_order=bogus"], ["--pool-order", "bogus"]):
+        res = runner.invoke(main, ["distill", "--budget", "4KiB", *flags, "-o", str(out)])
+        assert res.exit_code == 2 and "Traceback" not in res.output, flags
     # DM's options work through --opt as through their flags.
     res = runner.invoke(main, ["distill", "--budget", "4KiB", "--bits", "2", "-n", "1",
                                "--ipc", "2", "--opt", "pool_size=1", "--opt",

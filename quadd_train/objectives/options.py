@@ -16,7 +16,7 @@ Opts(steps=2, rate=None)
 >>> build_options(Opts, {"stpes": 2}, "demo")
 Traceback (most recent call last):
 ...
-ValueError: unknown demo option(s): ['stpes']; known: ['rate', 'steps']
+ValueError: unknown demo option(s): stpes; known: rate, steps
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ def build_options(options_cls: type, values: Mapping[str, Any], owner: str) -> A
     known = {f.name for f in option_fields(options_cls)}
     unknown = set(values) - known
     if unknown:
-        raise ValueError(f"unknown {owner} option(s): {sorted(unknown)}; known: {sorted(known)}")
+        raise ValueError(f"unknown {owner} option(s): {', '.join(sorted(unknown))}; known: "
+                         f"{', '.join(sorted(known))}")
     return options_cls(**values)
 
 
@@ -60,7 +61,7 @@ def parse_option_text(options_cls: type, text: str) -> tuple[str, Any]:
         raise ValueError(f"expected KEY=VALUE, got {text!r}")
     names = [f.name for f in option_fields(options_cls)]
     if key not in names:
-        raise ValueError(f"unknown option {key!r}; known: {sorted(names)}")
+        raise ValueError(f"unknown option {key!r}; known: {', '.join(sorted(names))}")
     kinds = _field_types(options_cls, key)
     raw = raw.strip()
     if type(None) in kinds and raw.lower() in ("none", "null", ""):
