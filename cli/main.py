@@ -40,6 +40,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
              "labels and provenance included). Nothing is trained or written."),
     "eval": ("quadd_cli.eval_command:eval_command",
              "Evaluate the distilled set FILE.qdd with the standard protocol."),
+    "sweep": ("quadd_cli.sweep_command:sweep_command",
+              "Distill and evaluate every (budget, bits, upsample) point and the baselines "
+              "at the same budgets; plot accuracy against bits and name the best point."),
 }
 
 
