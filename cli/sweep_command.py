@@ -110,6 +110,8 @@ def sweep_command(dataset: str, data_dir: str | None, budgets: tuple[int, ...],
 
     Each finished point is appended to OUT/sweep.jsonl at once: the same command run
     again skips the points it finished."""
+    # Needed only for the plots at the end: a missing one is said before hours of work.
+    import matplotlib  # noqa: F401
     from tqdm import tqdm
 
     from quadd_train.sweep import SweepSettings, best_point, distill_command_for, run_sweep

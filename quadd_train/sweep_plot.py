@@ -39,6 +39,19 @@ def _kib(n: float) -> str:
     return f"{n:,.0f} B" if n < 1024 else f"{n / 1024:,.2f} KiB ({n:,.0f} B)"
 
 
+def _bits(b: int) -> str:
+    return "1 bit" if b == 1 else f"{b} bits"
+
+
+def _protocol(records: list[dict[str, Any]]) -> str:
+    """A second title line: how the points were made and evaluated."""
+    s = next((r.get("settings") for r in records if r.get("settings")), None)
+    if not s:
+        return ""
+    return (f"\n{s['method']}, {s['iterations']} iterations; test accuracy, mean of "
+            f"{s['runs']} runs x {s['epochs']} epochs")
+
+
 def _save(fig: Any, path: str) -> None:
     from quadd_codec.paths import atomic_open
 
@@ -87,12 +100,12 @@ def plot_budget(records: list[dict[str, Any]], budget: int, path: str, dataset: 
     if best is not None:
         ax.plot([x(best["bits"])], [best["accuracy"]], marker="*", ms=20, color="gold",
                 markeredgecolor="black", ls="none", zorder=5,
-                label=f"best: {best['bits']} bits, {_size_label(best['upsample'], None)}, "
-                f"{best['accuracy']:.1f}%")
+                label=f"best: {_bits(best['bits'])}, {_size_label(best['upsample'], None)}, "
+                f"{best['ipc']}/class, {best['accuracy']:.1f}%")
     unfit = sorted({(r["bits"], r["upsample"]) for r in recs
                     if r["kind"] == "quadd" and not r.get("fits")})
     if unfit:
-        what = ", ".join(f"{b} bits" + ("" if u == 1 else f" at 1/{u} size") for b, u in unfit)
+        what = ", ".join(_bits(b) + ("" if u == 1 else f" at 1/{u} size") for b, u in unfit)
         ax.text(0.01, 0.01, f"does not fit one sample per class: {what}",
                 transform=ax.transAxes, fontsize=8, color="dimgray", va="bottom")
     ax.set_xticks([x(b) for b in bits_swept], [str(b) for b in bits_swept])
@@ -100,7 +113,7 @@ def plot_budget(records: list[dict[str, Any]], budget: int, path: str, dataset: 
         ax.set_xlim(x(bits_swept[0]) - 0.3, x(bits_swept[-1]) + 0.3)
     ax.set_xlabel("bits per stored value (log scale)")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"{dataset}: accuracy at a budget of {_kib(budget)}")
+    ax.set_title(f"{dataset}: accuracy at a budget of {_kib(budget)}{_protocol(recs)}")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
@@ -140,7 +153,7 @@ def plot_rate(records: list[dict[str, Any]], path: str, dataset: str) -> str:
                 label=label)
         if kind == "quadd":
             for r in pts:
-                ax.annotate(f"{r['bits']} bit" + ("" if r["upsample"] == 1
+                ax.annotate(_bits(r["bits"]) + ("" if r["upsample"] == 1
                                                   else f", 1/{r['upsample']}"),
                             (r["file_bytes"] / 1024, r["accuracy"]),
                             textcoords="offset points", xytext=(0, 7), ha="center",
@@ -150,7 +163,7 @@ def plot_rate(records: list[dict[str, Any]], path: str, dataset: str) -> str:
     ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
     ax.set_xlabel("file size (KiB, log scale; ticks at the budgets)")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"{dataset}: accuracy against bytes (rate-accuracy)")
+    ax.set_title(f"{dataset}: accuracy against bytes (rate-accuracy){_protocol(records)}")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
