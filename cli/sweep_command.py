@@ -150,8 +150,9 @@ def sweep_command(dataset: str, data_dir: str | None, budgets: tuple[int, ...],
             click.echo(f"at {budget:,} B no QuADD point fits one sample per class")
             continue
         size = "full size" if best["upsample"] == 1 else f"1/{best['upsample']} size"
-        click.echo(f"best at {budget:,} B: {best['bits']} bits, {size}, {best['ipc']} "
+        bits_text = "1 bit" if best["bits"] == 1 else f"{best['bits']} bits"
+        click.echo(f"best at {budget:,} B: {bits_text}, {size}, {best['ipc']} "
                    f"img/class, {best['file_bytes']:,} B, accuracy {best['accuracy']:.2f} "
                    f"+- {best['std']:.2f} %")
-        click.echo("  " + shlex.join(distill_command_for(best, settings)))
+        click.echo("  reproduce it: " + shlex.join(distill_command_for(best, settings)))
     click.echo(f"results in {os.path.join(out, 'sweep.jsonl')}; plots: {', '.join(plots)}")

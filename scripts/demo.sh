@@ -30,6 +30,6 @@ quadd inspect out/digits-quadd-2KiB.qdd
 quadd eval out/digits-quadd-2KiB.qdd --dataset digits --runs 3 --epochs 300
 
 echo "== 3. the sweet spot: every bit width at 2 KiB, against the baselines at the same bytes"
-quadd sweep --dataset digits --budget 2KiB --bits 1,2,4,32 \
+quadd sweep --dataset digits --budget 2KiB --bits 1,2,4,32 --baselines subset,dm32 \
     --iterations "${QUADD_DEMO_SWEEP_ITERS:-100}" --runs 2 --epochs 100 --out out/sweep
 echo "the plot: out/sweep/sweep.png"

@@ -103,8 +103,8 @@ def test_baselines_plots_and_the_recommended_command(tmp_path, calls):
         assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 1000
     assert not (out / "sweep.png").exists()
 
-    commands = [line.strip() for line in res.output.splitlines()
-                if line.strip().startswith("quadd distill")]
+    commands = [line.split(": ", 1)[1] for line in res.output.splitlines()
+                if line.strip().startswith("reproduce it: quadd distill")]
     assert len(commands) == 2
     args = shlex.split(commands[-1])[2:]
     ctx = distill_command.make_context("distill", args)
