@@ -117,6 +117,9 @@ def sweep_command(dataset: str, data_dir: str | None, budgets: tuple[int, ...],
     from quadd_train.sweep import SweepSettings, best_point, distill_command_for, run_sweep
     from quadd_train.sweep_plot import plot_sweep
 
+    if quantizer == "none":
+        raise click.BadParameter("unquantized DM is the 32-bit point: add 32 to --bits",
+                                 param_hint="--quantizer")
     if progress is None:
         progress = sys.stderr.isatty()
     settings = SweepSettings(

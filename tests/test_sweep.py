@@ -129,6 +129,7 @@ def test_one_budget_draws_sweep_png(tmp_path, calls):
     (("--budget", "2KiB", "--upsample", "0"), "out of range"),
     (("--budget", "2KiB", "--baselines", "jpeg2000"), "unknown baseline"),
     (("--budget", "lots"), "invalid size"),
+    (("--budget", "2KiB", "--quantizer", "none"), "add 32 to --bits"),
 ])
 def test_bad_input_is_a_usage_error(tmp_path, args, message):
     res = CliRunner().invoke(main, ["sweep", "--out", str(tmp_path / "o"), *args])
