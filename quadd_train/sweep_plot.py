@@ -49,7 +49,7 @@ def _protocol(records: list[dict[str, Any]]) -> str:
     if not s:
         return ""
     return (f"\n{s['method']}, {s['iterations']} iterations; test accuracy, mean of "
-            f"{s['runs']} runs x {s['epochs']} epochs")
+            f"{s['runs']} run{'s' if s['runs'] != 1 else ''} x {s['epochs']} epochs")
 
 
 def _save(fig: Any, path: str) -> None:
@@ -105,7 +105,8 @@ def plot_budget(records: list[dict[str, Any]], budget: int, path: str, dataset: 
     unfit = sorted({(r["bits"], r["upsample"]) for r in recs
                     if r["kind"] == "quadd" and not r.get("fits")})
     if unfit:
-        what = ", ".join(_bits(b) + ("" if u == 1 else f" at 1/{u} size") for b, u in unfit)
+        what = ", ".join(_bits(b) + (" at full size" if u == 1 else f" at 1/{u} size")
+                         for b, u in unfit)
         ax.text(0.01, 0.01, f"does not fit one sample per class: {what}",
                 transform=ax.transAxes, fontsize=8, color="dimgray", va="bottom")
     ax.set_xticks([x(b) for b in bits_swept], [str(b) for b in bits_swept])
