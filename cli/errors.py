@@ -34,6 +34,7 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "zarr": ("zarr", "zarr"),
     "numcodecs": ("zarr and numcodecs", "zarr"),
     "PIL": ("Pillow", "images"),
+    "matplotlib": ("matplotlib", "train"),
 }
 
 

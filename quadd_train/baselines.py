@@ -21,7 +21,7 @@ from .plan import (
     stored_shape,
 )
 
-__all__ = ["subset"]
+__all__ = ["subset", "subset_layout"]
 
 
 def subset(
@@ -48,18 +48,7 @@ def subset(
     check_dir(out_path)
     bits = check_bits(bits, raw=True, error=ValueError)
     check_group(group, error=ValueError)
-    layout = FileSpec(
-        class_names=list(bundle.class_names),
-        sample_shape=stored_shape(tuple(int(d) for d in bundle.x_train.shape[1:]), upsample),
-        bits=bits,
-        group=group,
-        codebook_dtype=codebook_dtype,
-        denorm=denorm_of(bundle),
-        provenance=provenance("subset", dataset=bundle.name, bits=bits, group=group,
-                              seed=seed, codebook=codebook if bits != 32 else None,
-                              upsample=upsample if upsample != 1 else None),
-        upsample=upsample,
-    )
+    layout = subset_layout(bundle, bits, seed, codebook, group, codebook_dtype, upsample)
     num_classes = len(layout.class_names)
     ipc = plan_ipc(budget_bytes, layout)
     labels_np = bundle.y_train.cpu().numpy()
@@ -78,3 +67,29 @@ def subset(
     # A class smaller than the affordable count gave all it has.
     taken = max(len(p) for p in picks)
     return SubsetResult(out_path, taken, len(idx), bits, size, budget_bytes)
+
+
+def subset_layout(
+    bundle: Any,
+    bits: int,
+    seed: int,
+    codebook: str = "uniform",
+    group: str = "channel",
+    codebook_dtype: str = "f4",
+    upsample: int = 1,
+) -> FileSpec:
+    """The layout :func:`subset` writes with these arguments (provenance included), so a
+    caller can ask what fits a budget before writing anything."""
+    bits = check_bits(bits, raw=True, error=ValueError)
+    return FileSpec(
+        class_names=list(bundle.class_names),
+        sample_shape=stored_shape(tuple(int(d) for d in bundle.x_train.shape[1:]), upsample),
+        bits=bits,
+        group=group,
+        codebook_dtype=codebook_dtype,
+        denorm=denorm_of(bundle),
+        provenance=provenance("subset", dataset=bundle.name, bits=bits, group=group,
+                              seed=seed, codebook=codebook if bits != 32 else None,
+                              upsample=upsample if upsample != 1 else None),
+        upsample=upsample,
+    )

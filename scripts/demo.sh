@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on the built-in digits dataset (scikit-learn's 8x8 digits): encode,
 # inspect, verify and decode a .qdd file, then distill digits into a 2 KiB budget at
-# 2 bits and evaluate the distilled set. Outputs land in out/.
+# 2 bits and evaluate the distilled set, then sweep the bit widths at that budget
+# (table and plot, out/sweep/sweep.png). Outputs land in out/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -27,3 +28,8 @@ quadd distill --dataset digits --budget 2KiB --bits 2 --quantizer uniform \
     --iterations "${QUADD_DEMO_ITERS:-500}" --seed 0 -o out/digits-quadd-2KiB.qdd
 quadd inspect out/digits-quadd-2KiB.qdd
 quadd eval out/digits-quadd-2KiB.qdd --dataset digits --runs 3 --epochs 300
+
+echo "== 3. the sweet spot: every bit width at 2 KiB, against the baselines at the same bytes"
+quadd sweep --dataset digits --budget 2KiB --bits 1,2,4,32 --baselines subset,dm32 \
+    --iterations "${QUADD_DEMO_SWEEP_ITERS:-100}" --runs 2 --epochs 100 --out out/sweep
+echo "the plot: out/sweep/sweep.png"
