@@ -10,8 +10,15 @@ from dataclasses import asdict
 import click
 
 from .errors import describe, fail
-from .output import json_line
-from .train_options import budget_opt, data_dir_opt, dataset_opt, load_bundle, train_errors
+from .output import force_opt, json_line
+from .train_options import (
+    budget_opt,
+    check_train_output,
+    data_dir_opt,
+    dataset_opt,
+    load_bundle,
+    train_errors,
+)
 
 __all__ = ["baseline_command"]
 
@@ -35,6 +42,7 @@ __all__ = ["baseline_command"]
               help="Print the result (with every candidate weighed) as one JSON object.")
 @click.option("--output", "-o", "output", type=click.Path(dir_okay=False), required=True,
               help="Output .zip file (written atomically).")
+@force_opt
 def baseline_command(
     codec: str,
     dataset: str,
@@ -46,6 +54,7 @@ def baseline_command(
     progress: bool | None,
     as_json: bool,
     output: str,
+    force: bool,
 ) -> None:
     """Baseline: random real images per class as JPEG or WebP, as many as fit --budget,
     in one ZIP archive OUTPUT.
@@ -59,6 +68,7 @@ def baseline_command(
     if progress is None:
         progress = sys.stderr.isatty()
     try:
+        check_train_output(output, force, dataset)
         bundle = load_bundle(dataset, data_dir, output)
         res = write_image_baseline(bundle, budget, output, codec, int(scale), seed,
                                    quality, progress=progress)

@@ -16,6 +16,8 @@ import click
 
 from quadd_codec.rules import CODEBOOKS, GROUPS, MAX_UPSAMPLE, UPSAMPLE_FILTERS, check_bits
 
+from .output import force_opt
+
 __all__ = ["decode_command", "encode_command", "import_command", "inspect_command",
            "verify_command"]
 
@@ -77,14 +79,16 @@ def _compared(size: float, other: float) -> str:
     return f"{other / size:.2f}x smaller"
 
 
-def _check_output(output: Path, kind: str, force: bool = False) -> None:
-    """Refuse a bad output path before any slow work (the writers check it again)."""
-    from quadd_codec.paths import check_output_dir, check_output_file
+def _check_output(output: Path, kind: str, force: bool, source: str | Path) -> None:
+    """Refuse a bad output path before any slow work (the writers check it again): an
+    existing output without --force, and an output that is or holds the input."""
+    from quadd_codec.paths import check_output, check_output_dir
 
+    inputs = [] if source == _STDIN else [source]
     if kind in ("zarr", "dir"):
-        check_output_dir(output, replace=force)
+        check_output_dir(output, replace=force, inputs=inputs)
     else:
-        check_output_file(output)
+        check_output(output, force, inputs=inputs)
 
 
 # ------------------------------------------------------------------------ encode
@@ -109,9 +113,10 @@ def _check_output(output: Path, kind: str, force: bool = False) -> None:
               show_default=True,
               help="How readers enlarge --upsample images: repeat each value (nearest) or "
                    "interpolate bilinearly (linear, .qdd 1.2).")
+@force_opt
 @_progress_option
 def encode_command(source: Path, output: Path, bits: int, codebook: str, group: str,
-                   codebook_dtype: str, upsample: int, upsample_filter: str,
+                   codebook_dtype: str, upsample: int, upsample_filter: str, force: bool,
                    progress: bool | None) -> None:
     """Quantize IN and write it as a bit-packed .qdd file.
 
@@ -131,7 +136,7 @@ def encode_command(source: Path, output: Path, bits: int, codebook: str, group: 
                                  param_hint="'-o'")
     if upsample_filter != "nearest" and upsample == 1:
         raise click.BadParameter("needs --upsample 2 or more", param_hint="'--upsample-filter'")
-    _check_output(output, "qdd")
+    _check_output(output, "qdd", force, source)
     x, y, class_names = load_source(source, progress=show)
     n, decoded_shape, decoded_values = x.shape[0], x.shape[1:], x.size
     x = downsample_mean(x, upsample)
@@ -173,8 +178,7 @@ def _output_kind(output: Path) -> str:
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
               help="OUT.npz (x, y, classes), OUT.npy (x), OUT.zarr (lossless store) or a "
               "directory of PNGs OUT/<class>/<index>.png; its parent folder must exist.")
-@click.option("--force", is_flag=True,
-              help="Replace an existing non-empty output directory or zarr store.")
+@force_opt
 @_progress_option
 def decode_command(source: str, output: Path, force: bool, progress: bool | None) -> None:
     """Decode IN.qdd ("-" reads stdin) to arrays, a zarr store or images.
@@ -190,7 +194,7 @@ def decode_command(source: str, output: Path, force: bool, progress: bool | None
 
     kind = _output_kind(output)
     show = _progress_default(progress)
-    _check_output(output, kind, force)
+    _check_output(output, kind, force, source)
     with _open_qdd(source, verify=True) as f:
         if kind == "zarr":
             from quadd_codec.zarr_io import export_zarr
@@ -336,7 +340,8 @@ def verify_command(source: str) -> None:
 @click.argument("source", metavar="IN.zarr", type=click.Path(path_type=Path))
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
               help="The .qdd file to rebuild (written atomically; its folder must exist).")
-def import_command(source: Path, output: Path) -> None:
+@force_opt
+def import_command(source: Path, output: Path, force: bool) -> None:
     """Rebuild the .qdd file that `quadd decode -o IN.zarr` exported, byte for byte.
 
     Fails (exit 1) if the store was modified: the rebuilt bytes must match the size and
@@ -344,6 +349,7 @@ def import_command(source: Path, output: Path) -> None:
     """
     from quadd_codec.zarr_io import zarr_to_qdd
 
+    _check_output(output, "qdd", force, source)
     size = zarr_to_qdd(source, output)
     click.echo(f"wrote {output}: {size:,} bytes, identical to the exported file")
 

@@ -17,9 +17,10 @@ import click
 
 from .errors import describe, fail
 from .objective_flags import ObjectiveCommand, RegistryChoice, collect_objective_options
-from .output import json_line
+from .output import force_opt, json_line
 from .train_options import (
     budget_opt,
+    check_train_output,
     data_dir_opt,
     dataset_opt,
     group_opt,
@@ -69,7 +70,8 @@ __all__ = ["distill_command"]
 @click.option("--checkpoint", "checkpoint_path", type=click.Path(dir_okay=False), default=None,
               help="Checkpoint file (default: OUTPUT.ckpt).")
 @click.option("--resume", is_flag=True,
-              help="Continue from the checkpoint if it exists (same settings required).")
+              help="Continue from the checkpoint if it exists (same settings required); "
+              "an existing OUTPUT, from the run being resumed, is then replaced.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
               show_default=True)
 @click.option("--bf16/--no-bf16", default=None,
@@ -86,6 +88,7 @@ __all__ = ["distill_command"]
               help="Progress bar on stderr (default: when stderr is a terminal).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 @out_opt
+@force_opt
 @click.pass_context
 def distill_command(
     ctx: click.Context,
@@ -117,6 +120,7 @@ def distill_command(
     progress: bool | None,
     as_json: bool,
     output: str,
+    force: bool,
     **objective_values: Any,
 ) -> None:
     """Distill --dataset into OUTPUT.qdd, at most --budget bytes, with quantization in
@@ -145,6 +149,7 @@ def distill_command(
         click.echo(f"quadd: note: no checkpoint at {ckpt}; starting from the beginning",
                    err=True)
     try:
+        check_train_output(output, force or resume, dataset)
         bundle = load_bundle(dataset, data_dir, output,
                              ckpt if checkpoint_every or checkpoint_path else None)
         res = distill(cfg, bundle, output, progress=progress)

@@ -1,10 +1,21 @@
-"""What the commands print for machines: one JSON object per line."""
+"""What the commands print for machines (one JSON object per line), and the `--force`
+option every command that writes a file shares (the rule itself is
+`quadd_codec.paths.check_output`)."""
 
 from __future__ import annotations
 
 import json
 import math
 from typing import Any
+
+import click
+
+#: An existing output is refused without it, as in gzip.
+force_opt = click.option(
+    "--force", is_flag=True,
+    help="Replace an existing output (a folder only if it holds nothing but what "
+    "quadd decode writes).",
+)
 
 
 def json_line(record: dict[str, Any]) -> str:

@@ -6,28 +6,25 @@ Needs the base install and Pillow (the `images` extra); the drawing is in
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
 
-from .codec_commands import _label, _open_qdd, _shape
+from .codec_commands import _STDIN, _label, _open_qdd, _shape
+from .output import force_opt
 
 __all__ = ["show_command"]
 
 
-def _check_png_output(output: Path, force: bool) -> None:
+def _check_png_output(output: Path, force: bool, source: str) -> None:
     """Refuse a bad output before reading anything: not a PNG name, or an existing file
     without --force (the atomic writer checks the rest again)."""
-    from quadd_codec.errors import QddValueError
-    from quadd_codec.paths import check_output_file
+    from quadd_codec.paths import check_output
 
     if output.suffix.lower() != ".png":
         raise click.BadParameter(f"{output}: show writes a PNG; name it *.png",
                                  param_hint="'-o'")
-    check_output_file(output)
-    if os.path.lexists(output) and not force:
-        raise QddValueError(f"cannot write {output}: it exists (use --force to replace it)")
+    check_output(output, force, inputs=[] if source == _STDIN else [source])
 
 
 @click.command("show")
@@ -40,7 +37,7 @@ def _check_png_output(output: Path, force: bool) -> None:
 @click.option("--scale", type=click.IntRange(1, 64), default=None,
               help="Magnification: each value becomes SCALE x SCALE pixels "
                    "[default: enough for tiles of at least 64 pixels].")
-@click.option("--force", is_flag=True, help="Replace an existing output file.")
+@force_opt
 def show_command(source: str, output: Path, per_class: int, scale: int | None,
                  force: bool) -> None:
     """Draw IN.qdd as a PNG grid, a row per class.
@@ -58,7 +55,7 @@ def show_command(source: str, output: Path, per_class: int, scale: int | None,
     from quadd_codec.grid import file_grid
     from quadd_codec.paths import atomic_open
 
-    _check_png_output(output, force)
+    _check_png_output(output, force, source)
     with _open_qdd(source, verify=True) as f:
         image, grid, note = file_grid(f, per_class, scale)
         shape = _shape(f.sample_shape)

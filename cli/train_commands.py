@@ -8,9 +8,10 @@ from dataclasses import asdict
 import click
 
 from .errors import describe, fail
-from .output import json_line
+from .output import force_opt, json_line
 from .train_options import (
     budget_opt,
+    check_train_output,
     data_dir_opt,
     dataset_opt,
     group_opt,
@@ -38,6 +39,7 @@ __all__ = ["plan_command", "subset_command"]
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 @out_opt
+@force_opt
 def subset_command(
     dataset: str,
     data_dir: str | None,
@@ -49,6 +51,7 @@ def subset_command(
     seed: int,
     as_json: bool,
     output: str,
+    force: bool,
 ) -> None:
     """Baseline: random real samples per class, quantized to --bits, as many as fit
     --budget, written to OUTPUT.qdd."""
@@ -57,6 +60,7 @@ def subset_command(
     if 8 < bits < 32:
         raise click.BadParameter("must be 1..8 or 32", param_hint="--bits")
     try:
+        check_train_output(output, force, dataset)
         bundle = load_bundle(dataset, data_dir, output)
         res = subset(bundle, budget, bits, seed, output, codebook=codebook, group=group,
                      upsample=upsample)

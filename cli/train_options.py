@@ -9,9 +9,9 @@ import click
 
 from quadd_codec import GROUPS, UPSAMPLE_FILTERS
 
-__all__ = ["SIZE", "budget_opt", "data_dir_opt", "dataset_opt", "group_opt", "load_bundle",
-           "out_opt", "train_errors", "upsample_filter_opt", "upsample_opt",
-           "upsample_option"]
+__all__ = ["SIZE", "budget_opt", "check_train_output", "data_dir_opt", "dataset_opt",
+           "group_opt", "load_bundle", "out_opt", "train_errors", "upsample_filter_opt",
+           "upsample_opt", "upsample_option"]
 
 
 class _SizeType(click.ParamType):
@@ -70,6 +70,14 @@ group_opt = click.option(
     "--group", type=click.Choice(GROUPS), default="channel",
     show_default=True, help="What one codebook covers.",
 )
+
+
+def check_train_output(output: str, force: bool, dataset: str) -> None:
+    """Before any slow work: an existing output is refused without --force, and the
+    dataset file always (`quadd_codec.paths.check_output`)."""
+    from quadd_codec.paths import check_output
+
+    check_output(output, force, inputs=[os.path.expanduser(dataset)])
 
 
 def load_bundle(dataset: str, data_dir: str | None, *outputs: str | None) -> Any:

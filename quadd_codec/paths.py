@@ -97,12 +97,60 @@ def check_output_file(path: str | os.PathLike) -> str:
     return _parent(shown)
 
 
-def check_output_dir(path: str | os.PathLike, replace: bool = False) -> str:
+def check_output(path: str | os.PathLike, force: bool = False,
+                 inputs: Iterable[str | os.PathLike] = ()) -> str:
+    """The command-line rule for an output file, as in gzip: an existing one is refused
+    without `force`, and it may never be one of `inputs`; returns its parent directory.
+
+    Library writers replace silently (like `numpy.save`); commands call this first.
+    """
+    shown = os.fspath(path)
+    directory = check_output_file(shown)
+    for source in inputs:
+        if os.path.lexists(source) and same_file(source, shown):
+            raise QddValueError(f"cannot write {shown}: it is the input; write elsewhere")
+    if os.path.lexists(shown) and not force:
+        raise QddValueError(f"cannot write {shown}: it exists (use --force to replace it)")
+    return directory
+
+
+def _overlaps(output: Path, source: str | os.PathLike) -> bool:
+    """Whether the folder `output` is `source`, lies inside it, or contains it."""
+    out, src = output.resolve(), Path(source).resolve()
+    return out == src or out in src.parents or src in out.parents
+
+
+def _decode_wrote(folder: Path) -> bool:
+    """Whether every entry of `folder` is one that `quadd decode` writes to a folder:
+    PNGs (flat, or in one level of class folders), or a zarr store's metadata and chunk
+    files. Links and anything else mean the folder holds what quadd did not write."""
+    png_tree = zarr_tree = True
+    top = True
+    for root, dirs, files in os.walk(folder):
+        depth = len(Path(root).relative_to(folder).parts)
+        entries = [Path(root) / name for name in dirs + files]
+        if any(p.is_symlink() for p in entries):
+            return False
+        if any(not p.is_file() for p in map(Path(root).joinpath, files)):
+            return False
+        png_tree &= (depth == 0 or not dirs) and all(f.lower().endswith(".png") for f in files)
+        zarr_tree &= all(f == "zarr.json" or f.isdigit() for f in files)
+        if top:
+            zarr_tree &= "zarr.json" in files
+            top = False
+    return png_tree or zarr_tree
+
+
+def check_output_dir(path: str | os.PathLike, replace: bool = False,
+                     inputs: Iterable[str | os.PathLike] = ()) -> str:
     """Refuse an output folder that could not be, or must not be, created or replaced
     (a non-empty one only with `replace`); returns its parent directory.
 
     The current directory and its ancestors are refused: replacing them cannot work
     (the rename fails with "busy") and would pull the ground from under the caller.
+    A folder that is, holds or lies inside one of `inputs` is refused, and `replace`
+    replaces only a folder holding nothing but what a decode writes (the old tree is
+    deleted after the swap, so anything else in it would be lost).
     """
     # "out/" names the folder out, whose parent is ".", not out itself.
     shown = os.fspath(path)
@@ -117,10 +165,22 @@ def check_output_dir(path: str | os.PathLike, replace: bool = False) -> str:
         )
     if os.path.lexists(shown) and not target.is_dir():
         raise QddValueError(f"cannot write {shown}: it exists and is not a directory")
-    if not replace and target.is_dir() and any(target.iterdir()):
-        raise QddValueError(
-            f"cannot write {shown}: it exists and is not empty (use --force to replace it)"
-        )
+    for source in inputs:
+        if os.path.lexists(source) and _overlaps(target, source):
+            raise QddValueError(
+                f"cannot write {shown}: it is, holds or lies inside the input {source}; "
+                "name a new folder"
+            )
+    if target.is_dir() and any(target.iterdir()):
+        if not replace:
+            raise QddValueError(
+                f"cannot write {shown}: it exists and is not empty (use --force to replace it)"
+            )
+        if not _decode_wrote(target):
+            raise QddValueError(
+                f"cannot write {shown}: it holds files quadd decode did not write, which "
+                "--force would delete; name a new folder"
+            )
     return _parent(shown)
 
 
