@@ -77,18 +77,24 @@ def check_train_output(output: str, force: bool, dataset: str) -> None:
     dataset file always (`quadd_codec.paths.check_output`)."""
     from quadd_codec.paths import check_output
 
-    check_output(output, force, inputs=[os.path.expanduser(dataset)])
+    _not_the_dataset(dataset, output)
+    check_output(output, force)
 
 
-def load_bundle(dataset: str, data_dir: str | None, *outputs: str | None) -> Any:
+def _not_the_dataset(dataset: str, *outputs: str | None) -> None:
     from quadd_codec.paths import same_file
-    from quadd_train.data import load_dataset
 
     # Writing over the dataset being read would replace it with the result.
     source = os.path.expanduser(dataset)
     for target in filter(None, outputs):
         if os.path.exists(source) and same_file(source, target):
             raise ValueError(f"{target} is the input dataset; write the result elsewhere")
+
+
+def load_bundle(dataset: str, data_dir: str | None, *outputs: str | None) -> Any:
+    from quadd_train.data import load_dataset
+
+    _not_the_dataset(dataset, *outputs)
     return load_dataset(dataset, data_dir)
 
 

@@ -18,14 +18,14 @@ d = load_digits()
 np.savez("out/digits.npz", x=(d.images[:, None] / 16).astype(np.float32), y=d.target,
          classes=np.array([str(i) for i in range(10)]))
 PY
-quadd encode out/digits.npz -o out/digits-2bit.qdd --bits 2 --codebook kmeans
+quadd encode out/digits.npz -o out/digits-2bit.qdd --bits 2 --codebook kmeans --force
 quadd inspect out/digits-2bit.qdd
 quadd verify out/digits-2bit.qdd
 quadd decode out/digits-2bit.qdd -o out/digits-2bit.npz --force
 
 echo "== 2. distillation: digits into 2 KiB at 2 bits (QuADD), then the standard evaluation"
 quadd distill --dataset digits --budget 2KiB --bits 2 --quantizer uniform \
-    --iterations "${QUADD_DEMO_ITERS:-500}" --seed 0 -o out/digits-quadd-2KiB.qdd
+    --iterations "${QUADD_DEMO_ITERS:-500}" --seed 0 -o out/digits-quadd-2KiB.qdd --force
 quadd inspect out/digits-quadd-2KiB.qdd
 quadd eval out/digits-quadd-2KiB.qdd --dataset digits --runs 3 --epochs 300
 

@@ -253,5 +253,5 @@ def test_the_summary_says_what_ran_and_an_interrupt_says_how_to_go_on(tmp_path, 
     result = CliRunner().invoke(main, [*args, "--resume"])
     assert result.exit_code == 130
     assert "checkpoint of iteration 4" in result.stderr and "--resume" in result.stderr
-    result = CliRunner().invoke(main, [*args[:-2], "--bits", "2", "-o", out])
+    result = CliRunner().invoke(main, [*args[:-2], "--bits", "2", "-o", out, "--force"])
     assert result.exit_code == 130 and "checkpoint of" not in result.stderr
