@@ -259,11 +259,13 @@ def test_cli_distill_and_subset(tmp_path):
     assert (row["dm_mode"], row["pool_size"], row["real_per_class"]) == ("fast", 1, 16)
     # The default pool depends on the device and --iterations, so the summary names it.
     res = runner.invoke(_cli(), ["distill", "--budget", "4KiB", "--bits", "2", "-n", "8",
-                                 "--ipc", "2", "--device", "cpu", "-o", str(out)])
+                                 "--ipc", "2", "--device", "cpu", "--force", "-o",
+                                 str(out)])
     assert res.exit_code == 0, res.output
     assert "8 iterations (DM pool 2 x 256 real/class, set up in" in res.stdout
     res = runner.invoke(_cli(), ["distill", "--budget", "4KiB", "--bits", "2", "-n", "1",
-                                 "--ipc", "2", "--dm-mode", "plain", "-o", str(out)])
+                                 "--ipc", "2", "--dm-mode", "plain", "--force", "-o",
+                                 str(out)])
     assert res.exit_code == 0 and "DM pool" not in res.stdout
     assert "1 iterations (plain DM loop)" in res.stdout
     res = runner.invoke(_cli(), ["subset", "--budget", "4KiB", "--bits", "3", "-o",
@@ -272,7 +274,7 @@ def test_cli_distill_and_subset(tmp_path):
     # Bad size: usage error (2). Too small a budget: one error line, exit 1.
     res = runner.invoke(_cli(), ["distill", "--budget", "4XB", "-o", str(out)])
     assert res.exit_code == 2
-    res = runner.invoke(_cli(), ["distill", "--budget", "50", "-o", str(out)])
+    res = runner.invoke(_cli(), ["distill", "--budget", "50", "-o", str(tmp_path / "t.qdd")])
     assert res.exit_code == 1
     assert res.stderr.strip().count("\n") == 0 and "too small" in res.stderr
     assert "Traceback" not in res.output
