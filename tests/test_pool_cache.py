@@ -163,7 +163,7 @@ def test_cache_ls_and_clear(tmp_path, cache, digits):
     runner = CliRunner()
     out = tmp_path / "x.qdd"
     args = ["distill", "--dataset", "digits", "--budget", "2KiB", "--bits", "2", "-n", "2",
-            "--pool-size", "2", "--real-per-class", "8", "--no-progress", "-o", str(out)]
+            "--pool-size", "2", "--real-per-class", "8", "--no-progress", "--force", "-o", str(out)]
     res = runner.invoke(main, [*args, "--no-pool-cache"])
     assert res.exit_code == 0, res.output
     assert "set up in" in res.output and not (cache / "pools").exists()

@@ -131,7 +131,7 @@ def test_the_command_line_takes_the_objective_and_its_options(tmp_path):
     assert "offset" in row and "pool_size" not in row
     assert MeanMatch.instances[-1].options.scale == 2.0
     assert MeanMatch.instances[-1].options.target == 0.5
-    res = runner.invoke(main, [*base, "-o", str(out)])
+    res = runner.invoke(main, [*base, "--force", "-o", str(out)])
     assert res.exit_code == 0 and "3 iterations (mean match, offset" in res.stdout
     # A flag of another objective names both; a bad --opt is a usage error too.
     res = runner.invoke(main, [*base, "--pool-size", "4", "-o", str(out)])
@@ -151,7 +151,7 @@ def test_the_command_line_takes_the_objective_and_its_options(tmp_path):
     # DM's options work through --opt as through their flags.
     res = runner.invoke(main, ["distill", "--budget", "4KiB", "--bits", "2", "-n", "1",
                                "--ipc", "2", "--opt", "pool_size=1", "--opt",
-                               "real_per_class=8", "--json", "-o", str(out)])
+                               "real_per_class=8", "--json", "--force", "-o", str(out)])
     assert res.exit_code == 0, res.output
     row = json.loads(res.stdout)
     assert (row["dm_mode"], row["pool_size"], row["real_per_class"]) == ("fast", 1, 8)
