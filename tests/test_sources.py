@@ -175,7 +175,7 @@ def test_atomic_directory_leaves_nothing_on_failure(tmp_path):
         raise RuntimeError("boom")
     assert list(tmp_path.iterdir()) == []
     with atomic_directory(tmp_path / "out") as tmp:
-        (tmp / "a").write_text("1")
+        (tmp / "a.png").write_text("1")  # what a decode to a folder writes
     with pytest.raises(QddValueError, match="not empty"), atomic_directory(tmp_path / "out"):
         pass
     with atomic_directory(tmp_path / "out", replace=True) as tmp:
