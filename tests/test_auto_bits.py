@@ -103,3 +103,11 @@ def test_cli_bad_bits_is_a_usage_error(value, tmp_path):
     assert r.exit_code == 2
     assert "--bits" in r.output and "Traceback" not in r.output
     assert not (tmp_path / "a.qdd").exists()
+
+
+def test_upsample_candidates_and_a_factor_the_side_does_not_divide(bundle):
+    choice = choose_setting(_cfg(), bundle, candidates_bits=(1,), candidates_upsample=(1, 2, 3),
+                            pilot_iterations=2, epochs=2)
+    assert choice.scores["1/3"] is None  # 8 is not divisible by 3: skipped, not an error
+    assert choice.scores["1/1"] is not None and choice.scores["1/2"] is not None
+    assert (choice.bits, choice.upsample) in ((1, 1), (1, 2))
