@@ -236,8 +236,8 @@ def _choose(cfg: Any, bundle: Any, bits: int | str, upsample: int | str,
     else:
         cand_up = (int(upsample),)
     choice = choose_setting(cfg, bundle, cand_bits, cand_up, progress=progress)
-    record = {"of": [n for n, v in (("bits", bits), ("upsample", upsample)) if v == "auto"],
-              **choice.record()}
+    # Exactly the record the proxy sized its fit check for.
+    record = choice.record()
     echo = lambda line: click.echo(line, err=True)  # noqa: E731
     echo(f"quadd: auto ({choice.proxy_text()}; {choice.seconds:.1f} s), "
          "held-out accuracy per setting:")
