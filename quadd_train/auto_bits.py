@@ -110,16 +110,18 @@ def choose_setting(
     candidates_upsample: tuple[int, ...] = (1,),
     pilot_iterations: int | None = None,
     holdout: float = 0.1,
-    epochs: int = PILOT_EPOCHS,
+    epochs: int | None = None,
     progress: bool = False,
 ) -> Choice:
     """Score each fitting candidate with the proxy of the module docstring; return the
-    best. Raises ``ValueError`` when no candidate fits the budget."""
+    best. ``epochs``: the pilots' training (default ``PILOT_EPOCHS``). Raises
+    ``ValueError`` when no candidate fits the budget."""
     from .eval import evaluate_qdd
     from .loop import distill
     from .plan import plan
 
     t0 = time.perf_counter()
+    epochs = PILOT_EPOCHS if epochs is None else epochs
     its = pilot_iterations_for(config.iterations) if pilot_iterations is None else pilot_iterations
     pilot_bundle = proxy_bundles(bundle, holdout, config.seed)
     proxy = {"pilot_iterations": its, "epochs": epochs, "holdout": holdout}

@@ -84,7 +84,10 @@ def test_nothing_fits_is_a_clear_error(bundle):
         choose_setting(_cfg(), bundle, candidates_bits=(32,), pilot_iterations=2, epochs=2)
 
 
-def test_cli_bits_auto_prints_the_table_and_records_it(tmp_path):
+def test_cli_bits_auto_prints_the_table_and_records_it(tmp_path, monkeypatch):
+    import quadd_train.auto_bits as auto_bits
+
+    monkeypatch.setattr(auto_bits, "PILOT_EPOCHS", 2)  # the CLI's proxy, at test speed
     out = tmp_path / "a.qdd"
     r = CliRunner().invoke(main, ["distill", "--dataset", "digits", "--budget", "2KiB",
                                  "--bits", "auto", "--iterations", "2", "--no-progress",
