@@ -180,7 +180,11 @@ def distill_command(
                              ckpt if checkpoint_every or checkpoint_path else None)
         choice = None
         if auto:
+            from quadd_train.plan import check_dir
+
+            # Refuse what the writer would refuse before the pilots, not after them.
             cfg.validate()
+            check_dir(output)
             cfg, choice = _choose(cfg, bundle, bits, upsample, progress)
         res = distill(cfg, bundle, output, progress=progress)
     except train_errors() as exc:
