@@ -28,18 +28,41 @@ from .train_options import (
     out_opt,
     train_errors,
     upsample_filter_opt,
-    upsample_opt,
 )
 
 __all__ = ["distill_command"]
+
+
+class _IntOrAuto(click.ParamType):
+    """An integer in [low, high], or ``auto`` (bad values are usage errors, exit 2)."""
+
+    def __init__(self, low: int, high: int) -> None:
+        self.low, self.high = low, high
+        self.name = f"{low}..{high}|auto"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> int | str:
+        if isinstance(value, int) or str(value).strip().lower() != "auto":
+            try:
+                n = int(value)
+            except ValueError:
+                self.fail(f"{value!r} is not an integer from {self.low} to {self.high} "
+                          "or 'auto'", param, ctx)
+            if not self.low <= n <= self.high:
+                self.fail(f"{n} is not in the range {self.low}..{self.high} (or 'auto')",
+                          param, ctx)
+            return n
+        return "auto"
 
 
 @click.command("distill", cls=ObjectiveCommand)
 @dataset_opt
 @data_dir_opt
 @budget_opt
-@click.option("--bits", type=click.IntRange(1, 8), default=4, show_default=True,
-              help="Bits per stored value (ignored by --quantizer none, which stores 32).")
+@click.option("--bits", type=_IntOrAuto(1, 8), default=4, show_default=True,
+              help="Bits per stored value (ignored by --quantizer none, which stores 32); "
+              "auto: short pilot runs scored on a held-out slice of the training set pick "
+              "1, 2, 4, 8 or 32 (unquantized).")
 @click.option("--quantizer", "-q", type=RegistryChoice("quadd_train.quantizers:quantizer_names"),
               default="uniform", show_default=True,
               help="Differentiable quantizer in the loop; none = unquantized 32-bit DM.")
@@ -61,7 +84,10 @@ __all__ = ["distill_command"]
 @click.option("--quant-warmup", type=click.IntRange(min=0), default=0, show_default=True,
               help="Iterations to run unquantized first; the quantizer is then fitted to "
               "the samples and trained with them.")
-@upsample_opt
+@click.option("--upsample", type=_IntOrAuto(1, 16), default=1, show_default=True,
+              help="Store images this many times smaller per side; readers enlarge them "
+              "again (--upsample-filter), so about upsample^2 times as many samples fit "
+              "the budget. auto: try 1 and 2 with --bits auto.")
 @upsample_filter_opt
 @click.option("--lr-img", type=float, default=1.0, show_default=True)
 @click.option("--lr-quant", type=float, default=0.005, show_default=True)
@@ -95,7 +121,7 @@ def distill_command(
     dataset: str,
     data_dir: str | None,
     budget: int,
-    bits: int,
+    bits: int | str,
     quantizer: str,
     method: str,
     iterations: int,
@@ -105,7 +131,7 @@ def distill_command(
     post_quantize: bool,
     post_codebook: str,
     quant_warmup: int,
-    upsample: int,
+    upsample: int | str,
     upsample_filter: str,
     lr_img: float,
     lr_quant: float,
@@ -134,11 +160,16 @@ def distill_command(
         torch.set_num_threads(threads)
     if progress is None:
         progress = sys.stderr.isatty()
+    auto = [name for name, v in (("bits", bits), ("upsample", upsample)) if v == "auto"]
+    if auto and post_quantize:
+        fail("--bits/--upsample auto do not combine with --post-quantize")
     cfg = DistillConfig(
-        dataset=dataset, budget_bytes=budget, bits=bits, quantizer=quantizer, method=method,
+        dataset=dataset, budget_bytes=budget, bits=4 if bits == "auto" else int(bits),
+        quantizer=quantizer, method=method,
         iterations=iterations, seed=seed, lr_img=lr_img, lr_quant=lr_quant, device=device,
         group=group, ipc=ipc, post_quantize=post_quantize, post_codebook=post_codebook,
-        quant_warmup=quant_warmup, upsample=upsample, upsample_filter=upsample_filter,
+        quant_warmup=quant_warmup, upsample=1 if upsample == "auto" else int(upsample),
+        upsample_filter=upsample_filter,
         checkpoint_every=checkpoint_every, checkpoint_path=checkpoint_path, resume=resume,
         data_dir=data_dir, channels_last=channels_last, bf16=bf16, compile=compile_,
         objective_options=options,
@@ -152,6 +183,14 @@ def distill_command(
         check_train_output(output, force or resume, dataset)
         bundle = load_bundle(dataset, data_dir, output,
                              ckpt if checkpoint_every or checkpoint_path else None)
+        choice = None
+        if auto:
+            from quadd_train.plan import check_dir
+
+            # Refuse what the writer would refuse before the pilots, not after them.
+            cfg.validate()
+            check_dir(output)
+            cfg, choice = _choose(cfg, bundle, bits, upsample, progress)
         res = distill(cfg, bundle, output, progress=progress)
     except train_errors() as exc:
         fail(describe(exc))
@@ -169,10 +208,14 @@ def distill_command(
                 sys.exit(130)
         raise
     if as_json:
-        click.echo(json_line(res.to_dict()))
+        out = res.to_dict()
+        if choice is not None:
+            out["auto"] = {**(cfg.auto or {}), "seconds": round(choice.seconds, 3)}
+        click.echo(json_line(out))
     else:
         what = f" ({res.summary})" if res.summary else ""
-        stored = f", stored {upsample}x smaller per side" if upsample > 1 else ""
+        up = cfg.upsample
+        stored = f", stored {up}x smaller per side" if up > 1 else ""
         resumed = f", resumed from {res.resumed_from}" if res.resumed_from else ""
         classes = max(res.n // max(res.ipc, 1), 1)
         click.echo(
@@ -182,3 +225,38 @@ def distill_command(
             f"{res.it_per_s:.2f} it/s"
         )
 
+
+
+def _choose(cfg: Any, bundle: Any, bits: int | str, upsample: int | str,
+            progress: bool) -> tuple[Any, Any]:
+    """Run the --bits/--upsample auto proxy, print its table on stderr, and return the
+    configuration of the picked setting (the choice recorded in its provenance)."""
+    from dataclasses import replace
+
+    from quadd_train.auto_bits import RAW_BITS, candidate_config, choose_setting
+
+    if bits == "auto":
+        cand_bits: tuple[int, ...] = (1, 2, 4, 8, RAW_BITS)
+    else:
+        cand_bits = (RAW_BITS,) if cfg.quantizer == "none" else (int(bits),)
+    if upsample == "auto":
+        h, w = bundle.im_size
+        cand_up: tuple[int, ...] = (1, 2) if h % 2 == 0 and w % 2 == 0 else (1,)
+    else:
+        cand_up = (int(upsample),)
+    choice = choose_setting(cfg, bundle, cand_bits, cand_up, progress=progress)
+    # Exactly the record the proxy sized its fit check for.
+    record = choice.record()
+    echo = lambda line: click.echo(line, err=True)  # noqa: E731
+    echo(f"quadd: auto ({choice.proxy_text()}; {choice.seconds:.1f} s), "
+         "held-out accuracy per setting:")
+    echo(f"  {'bits':>4} {'upsample':>8}  accuracy")
+    for up in cand_up:
+        for b in cand_bits:
+            score = choice.scores[f"{b}/{up}"]
+            shown = "does not fit" if score is None else f"{score:7.2f}%"
+            mark = "  <- picked" if (b, up) == (choice.bits, choice.upsample) else ""
+            echo(f"  {b:>4} {up:>8}  {shown}{mark}")
+    echo(f"quadd: picked {choice.bits} bits, upsample {choice.upsample}: the best held-out "
+         "accuracy (ties go to fewer bits); distilling with it")
+    return replace(candidate_config(cfg, choice.bits, choice.upsample), auto=record), choice

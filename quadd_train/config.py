@@ -59,6 +59,9 @@ class DistillConfig:
     compile: bool | None = None  # None: for runs of >= COMPILE_MIN_ITERATIONS iterations
     # The objective's own options (its Options dataclass's fields), checked by it.
     objective_options: dict[str, Any] = field(default_factory=dict)
+    # How --bits auto chose this run's setting (quadd_train.auto_bits.Choice.record()):
+    # stored in the provenance, so it is part of the file and of its budget.
+    auto: dict[str, Any] | None = None
 
     def checkpoint_for(self, out_path: str | os.PathLike[str]) -> str:
         """The checkpoint file of a run writing ``out_path``."""

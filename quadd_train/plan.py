@@ -70,6 +70,7 @@ def file_layout(config: DistillConfig, bundle: Any) -> FileSpec:
         seed=config.seed,
         upsample=config.upsample if config.upsample != 1 else None,
         upsample_filter=None if config.upsample_filter == "nearest" else config.upsample_filter,
+        auto=config.auto,
     )
     # Post-quantization keeps QuADD's sample count (that is the baseline's point): the
     # count comes from the *file* bit width, which for it is `bits`, not 32.
