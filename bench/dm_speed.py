@@ -34,7 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from quadd_train.objectives.dm import DMObjective, default_pool  # noqa: E402
 from quadd_train.quantizers import make_quantizer, quantizer_optimizer  # noqa: E402
-from quadd_train.runtime import resolve_device, resolve_runtime  # noqa: E402
+from quadd_train.runtime import cpu_model, resolve_device, resolve_runtime  # noqa: E402
 
 NUM_CLASSES, IPC, SHAPE = 10, 16, (3, 32, 32)
 
@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"- machine: {platform.machine()}, {os.cpu_count()} logical cores visible, "
           f"torch threads {torch.get_num_threads()}, torch {torch.__version__}, "
           f"python {platform.python_version()}")
-    print(f"- cpu: {_cpu_name()}")
+    print(f"- cpu: {cpu_model()}")
     if dev.type == "cuda":
         print(f"- device: {torch.cuda.get_device_name(dev)} (each timed step ends with a "
               "synchronize)")
@@ -279,17 +279,6 @@ def main(argv: list[str] | None = None) -> None:
         print(f"- end to end over 1000 iterations with {label} ({p_n} x {r_n}): "
               f"{per_it:.3f} s / iteration (set-up spread over the run + `{best_name}`), "
               f"{t_plain / per_it:.1f}x the plain loop's speed")
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 

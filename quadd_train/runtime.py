@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["Runtime", "as_runtime", "available_memory", "native_bf16", "resolve_device",
-           "resolve_runtime", "to_device"]
+__all__ = ["Runtime", "as_runtime", "available_memory", "cpu_model", "native_bf16",
+           "resolve_device", "resolve_runtime", "to_device"]
 
 
 @dataclass(frozen=True)
@@ -113,3 +113,18 @@ def as_runtime(runtime: Runtime | torch.device | str) -> Runtime:
     if isinstance(runtime, Runtime):
         return runtime
     return resolve_runtime(runtime)
+
+
+def cpu_model() -> str:
+    """The processor's model name (its kernels and instruction set shape CPU rounding and
+    speed), or the platform's word for it where /proc/cpuinfo is missing."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"

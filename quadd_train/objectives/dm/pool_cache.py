@@ -36,6 +36,7 @@ import torch
 from torch import Tensor
 
 from ...cache import damaged, pool_cache_cap, read_pool_entry, write_pool_entry
+from ...runtime import cpu_model
 
 if TYPE_CHECKING:
     from .objective import DMObjective
@@ -189,16 +190,5 @@ def _numerics(obj: DMObjective) -> dict[str, Any]:
                    cudnn_benchmark=bool(torch.backends.cudnn.benchmark))
     else:
         # CPU kernels split their sums by thread, and the instruction set picks them.
-        out.update(threads=torch.get_num_threads(), cpu=_cpu_model())
+        out.update(threads=torch.get_num_threads(), cpu=cpu_model())
     return out
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
