@@ -40,15 +40,14 @@ class Registry(Generic[T]):
     """Implementations of one plug point by name, in the order they were registered.
 
     ``kind`` names the plug point in messages ("quantizer"); ``group`` is the entry point
-    group; ``check`` returns why a loaded object is not an implementation (None if it is).
+    group; ``base`` is the class every implementation subclasses.
     """
 
-    def __init__(self, kind: str, group: str,
-                 check: Callable[[Any], str | None] | None = None,
+    def __init__(self, kind: str, group: str, base: type,
                  builtins: Mapping[str, str] | None = None) -> None:
         self.kind = kind
         self.group = group
-        self._check = check
+        self.base = base
         self._builtins = dict(builtins or {})
         self._table: dict[str, T] = {}
 
@@ -59,7 +58,7 @@ class Registry(Generic[T]):
             if name in self._table and self._table[name] is not obj:
                 raise ValueError(f"{self.kind} {name!r} is already registered "
                                  f"({_qualname(self._table[name])})")
-            problem = self._check(obj) if self._check else None
+            problem = self._problem(obj)
             if problem:
                 raise TypeError(f"cannot register {self.kind} {name!r}: {problem}")
             self._table[name] = obj
@@ -99,12 +98,18 @@ class Registry(Generic[T]):
         except Exception as exc:
             raise PluginError(f"{self.kind} {name!r}: {where} failed to load: "
                               f"{type(exc).__name__}: {exc}") from exc
-        problem = self._check(obj) if self._check else None
+        problem = self._problem(obj)
         if problem:
             raise PluginError(f"{self.kind} {name!r}: {where} is not {_a(self.kind)}: {problem}")
         # The plugin's module may have registered it already with the decorator.
         self._table.setdefault(name, obj)
         return self._table[name]
+
+    def _problem(self, obj: Any) -> str | None:
+        """Why ``obj`` is not an implementation (None when it is one)."""
+        if inspect.isclass(obj) and issubclass(obj, self.base):
+            return None
+        return f"{obj!r} is not a subclass of {_qualname(self.base)}"
 
     def _entry_points(self) -> Iterable[EntryPoint]:
         return importlib.metadata.entry_points(group=self.group)

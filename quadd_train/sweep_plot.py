@@ -122,15 +122,8 @@ def plot_budget(records: list[dict[str, Any]], budget: int, path: str, dataset: 
     ax.set_xticks([x(b) for b in bits_swept], [str(b) for b in bits_swept])
     if bits_swept:
         ax.set_xlim(x(bits_swept[0]) - 0.3, x(bits_swept[-1]) + 0.3)
-    ax.set_xlabel("bits per stored value (log scale)")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"{dataset}: accuracy at a budget of {_kib(budget)}{_protocol(recs)}")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
-    fig.tight_layout()
-    _save(fig, path)
-    plt.close(fig)
-    return path
+    return _finish(plt, fig, ax, path, "bits per stored value (log scale)",
+                   f"{dataset}: accuracy at a budget of {_kib(budget)}{_protocol(recs)}")
 
 
 def plot_rate(records: list[dict[str, Any]], path: str, dataset: str) -> str:
@@ -172,9 +165,15 @@ def plot_rate(records: list[dict[str, Any]], path: str, dataset: str) -> str:
     ax.set_xscale("log", base=2)
     ticks = [b / 1024 for b in budgets]
     ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
-    ax.set_xlabel("file size (KiB, log scale; ticks at the budgets)")
+    return _finish(plt, fig, ax, path, "file size (KiB, log scale; ticks at the budgets)",
+                   f"{dataset}: accuracy against bytes (rate-accuracy){_protocol(records)}")
+
+
+def _finish(plt: Any, fig: Any, ax: Any, path: str, xlabel: str, title: str) -> str:
+    """Label, lay out and write a plot of test accuracy; returns ``path``."""
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"{dataset}: accuracy against bytes (rate-accuracy){_protocol(records)}")
+    ax.set_title(title)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     fig.tight_layout()

@@ -19,12 +19,10 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from ..registry import Registry
-
-if TYPE_CHECKING:
-    from . import Objective
+from .base import Objective
 
 __all__ = ["ENTRY_POINT_GROUP", "OBJECTIVES", "get_objective", "make_objective",
            "objective_names", "options_class", "register_objective"]
@@ -38,16 +36,8 @@ _BUILTIN_OPTIONS = {"dm": ("quadd_train.objectives.dm.options", "DMOptions")}
 T = TypeVar("T", bound="type[Objective]")
 
 
-def _not_an_objective(obj: Any) -> str | None:
-    from . import Objective
-
-    if isinstance(obj, type) and issubclass(obj, Objective):
-        return None
-    return "not an Objective subclass"
-
-
 OBJECTIVES: Registry[type[Objective]] = Registry(
-    "objective", ENTRY_POINT_GROUP, check=_not_an_objective,
+    "objective", ENTRY_POINT_GROUP, Objective,
     builtins={"dm": "quadd_train.objectives.dm.objective"})
 
 

@@ -8,7 +8,6 @@ Groups follow the codec (``quadd_codec.codebook``): ``"tensor"`` -> 1 level tabl
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import numpy as np
@@ -179,13 +178,7 @@ def _export_arrays(codes: Tensor, table: Tensor) -> tuple[np.ndarray, np.ndarray
     return codes_np, levels
 
 
-def _check_quantizer(obj: Any) -> str | None:
-    if inspect.isclass(obj) and issubclass(obj, Quantizer):
-        return None
-    return f"{obj!r} is not a subclass of quadd_train.quantizers.Quantizer"
-
-
 #: Quantizers by name: the built-in ones, then those of the ``quadd.quantizers`` entry points.
 QUANTIZER_REGISTRY: Registry[type[Quantizer]] = Registry(
-    "quantizer", "quadd.quantizers", _check_quantizer)
+    "quantizer", "quadd.quantizers", Quantizer)
 register_quantizer = QUANTIZER_REGISTRY.register

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 from torch import Tensor, nn
@@ -58,14 +57,8 @@ class Parameterization(nn.Module):
         return self.decode(self.data)
 
 
-def _check_parameterization(obj: Any) -> str | None:
-    if inspect.isclass(obj) and issubclass(obj, Parameterization):
-        return None
-    return f"{obj!r} is not a subclass of quadd_train.synthetic.Parameterization"
-
-
 #: Parameterizations by name: the built-in ones, then those of the
 #: ``quadd.parameterizations`` entry points.
 PARAMETERIZATION_REGISTRY: Registry[type[Parameterization]] = Registry(
-    "parameterization", "quadd.parameterizations", _check_parameterization)
+    "parameterization", "quadd.parameterizations", Parameterization)
 register_parameterization = PARAMETERIZATION_REGISTRY.register
