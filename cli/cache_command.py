@@ -24,9 +24,10 @@ def cache_command() -> None:
 def ls_command(as_json: bool) -> None:
     """List the cached DM pools (what data and settings, size, last used; total against
     the cap, $QUADD_POOL_CACHE_MAX) and the decoded datasets."""
-    from quadd_train.cache import cache_root, datasets_dir, list_entries, pool_cache_cap, pools_dir
+    from quadd_train.cache import datasets_dir, list_entries, pool_cache_cap, pools_dir
+    from quadd_train.data import default_cache_dir
 
-    root = cache_root()
+    root = default_cache_dir()
     cap = pool_cache_cap()
     entries = list_entries(root)
     sections = (("pool", pools_dir(root)), ("dataset", datasets_dir(root)))
@@ -61,11 +62,12 @@ def ls_command(as_json: bool) -> None:
 @click.option("--all", "all_", is_flag=True, help="Both (the default).")
 def clear_command(pools: bool, datasets: bool, all_: bool) -> None:
     """Remove cached DM pools and/or decoded datasets (default: both)."""
-    from quadd_train.cache import cache_root, clear_cache
+    from quadd_train.cache import clear_cache
+    from quadd_train.data import default_cache_dir
 
     if all_ or not (pools or datasets):
         pools = datasets = True
-    root = cache_root()
+    root = default_cache_dir()
     count, total = clear_cache(pools=pools, datasets=datasets, root=root)
     what = " and ".join(w for w, on in (("pools", pools), ("decoded datasets", datasets))
                         if on)

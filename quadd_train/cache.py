@@ -29,27 +29,22 @@ from typing import Any
 from quadd_codec.paths import atomic_open
 
 from .budget import parse_size
+from .data.archive import EXTRACTED
+from .data.named import default_cache_dir
 
-__all__ = ["DEFAULT_POOL_CACHE_MAX", "CacheEntry", "cache_root", "clear_cache", "list_entries",
+__all__ = ["DEFAULT_POOL_CACHE_MAX", "CacheEntry", "clear_cache", "list_entries",
            "pool_cache_cap", "pools_dir", "read_pool_entry", "write_pool_entry"]
 
 DEFAULT_POOL_CACHE_MAX = 2 << 30
 _CAP_ENV = "QUADD_POOL_CACHE_MAX"
 
 
-def cache_root() -> Path:
-    """The cache folder the datasets use: ``$QUADD_CACHE``, else ``~/.cache/quadd``."""
-    from .data import default_cache_dir
-
-    return default_cache_dir()
-
-
 def pools_dir(root: Path | None = None) -> Path:
-    return (cache_root() if root is None else root) / "pools"
+    return (default_cache_dir() if root is None else root) / "pools"
 
 
 def datasets_dir(root: Path | None = None) -> Path:
-    return (cache_root() if root is None else root) / "extracted"
+    return (default_cache_dir() if root is None else root) / EXTRACTED
 
 
 def pool_cache_cap() -> int:

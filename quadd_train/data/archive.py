@@ -32,10 +32,14 @@ class UnsafeArchiveError(ValueError):
     """An archive member would land outside the extraction folder (or is a device/link)."""
 
 
+#: The cache's subfolder of decoded archives.
+EXTRACTED = "extracted"
+
+
 def load_archive(canon: str, archive: Path, cache_dir: Path) -> DatasetBundle:
     """The dataset ``canon`` in ``archive``, through the cache in ``cache_dir``."""
     fp = _fingerprint(archive)
-    base = cache_dir / "extracted"
+    base = cache_dir / EXTRACTED
     stem = f"{canon}-{fp}"
     npz = base / f"{stem}.npz"
     if npz.is_file():
