@@ -36,7 +36,20 @@ def provenance(kind: str, **items: Any) -> dict[str, Any]:
 
 
 def stored_shape(sample_shape: tuple[int, ...], upsample: int) -> tuple[int, ...]:
-    """The per-sample shape a file stores when readers upsample it by ``upsample``."""
+    """The per-sample shape a file stores when readers upsample it by ``upsample``.
+
+    Feature vectors ``(F,)`` are stored as ``(F, 1)``: ``F`` channels (FORMAT.md: ``C``
+    is ``shape[0]`` for two or more dimensions), each with the feature's own statistics
+    in the denormalization, and with ``group="channel"`` its own codebook.
+
+    >>> stored_shape((8,), 1), stored_shape((1, 8, 8), 2)
+    ((8, 1), (1, 4, 4))
+    """
+    if len(sample_shape) == 1:
+        if upsample != 1:
+            raise ValueError(f"upsample needs image samples (C, H, W); feature vectors "
+                             f"of shape {tuple(sample_shape)} are stored as they are")
+        return (int(sample_shape[0]), 1)
     # The codec owns the factor's range and divisibility rules; the trainer's networks
     # additionally need exactly (C, H, W).
     if upsample != 1 and len(sample_shape) != 3:
