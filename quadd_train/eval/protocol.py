@@ -82,7 +82,8 @@ def sample_pixels(num_samples: int, bundle: Any, epochs: int) -> int:
     """A run's work: epochs x samples x H x W of ``bundle``'s images (0 for feature
     vectors: the compile default was measured on images, and a small MLP's step is too
     short for compiling to pay)."""
-    if len(bundle.sample_shape) != 3:
+    shape = getattr(bundle, "sample_shape", None)
+    if shape is not None and len(shape) != 3:
         return 0
     h, w = bundle.im_size
     return epochs * num_samples * h * w
