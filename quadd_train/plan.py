@@ -19,7 +19,7 @@ from quadd_codec.paths import check_output_file
 from .config import DistillConfig
 from .runtime import available_memory
 
-__all__ = ["Plan", "check_dir", "check_memory", "check_written", "denorm_of",
+__all__ = ["Plan", "check_dir", "default_group", "check_memory", "check_written", "denorm_of",
            "file_layout", "plan", "plan_ipc", "provenance", "stored_shape"]
 
 
@@ -55,6 +55,18 @@ def stored_shape(sample_shape: tuple[int, ...], upsample: int) -> tuple[int, ...
     if upsample != 1 and len(sample_shape) != 3:
         raise ValueError(f"upsample needs image samples (C, H, W), got shape {sample_shape}")
     return codec_stored_shape(sample_shape, upsample)
+
+
+def default_group(sample_shape: tuple[int, ...]) -> str:
+    """The codebook group the command line uses when none is given: ``channel`` for
+    images (one codebook per colour channel), ``tensor`` for feature vectors, where a
+    codebook per feature would cost ``F`` tables (8 KiB at 8 bits for 8 features) for
+    features that per-feature normalization has already put on one scale.
+
+    >>> default_group((3, 32, 32)), default_group((8,))
+    ('channel', 'tensor')
+    """
+    return "channel" if len(sample_shape) != 1 else "tensor"
 
 
 def plan_ipc(budget_bytes: int, layout: FileSpec) -> int:

@@ -149,7 +149,8 @@ def test_vectors_subset_and_eval_learns(vec_npz, tmp_path):
     out = tmp_path / "s.qdd"
     res = _run("subset", "--dataset", vec_npz, "--budget", 3000, "--bits", 4, "-o", out)
     assert res.exit_code == 0, res.output
-    assert QddFile(out).sample_shape == (F, 1)
+    f = QddFile(out)
+    assert f.sample_shape == (F, 1) and f.levels.shape == (1, 16)  # default: tensor
     b = load_dataset(str(vec_npz))
     ev = evaluate_qdd(out, b, runs=1, epochs=30, batch_size=32, progress=False,
                       config=EvalConfig(width=32, depth=2))
