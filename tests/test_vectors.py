@@ -233,3 +233,15 @@ def test_models_forward_backward(name, shape):
 def test_models_refuse_what_they_cannot_take(name, shape, match):
     with pytest.raises(ValueError, match=match):
         build_model(name, shape, 10)
+
+
+def test_a_test_split_replaced_without_its_rsrp_is_refused(vec_npz):
+    import dataclasses
+
+    from quadd_train.auto_bits import proxy_bundles
+
+    b = load_dataset(str(vec_npz))
+    with pytest.raises(ValueError, match="test_rsrp has shape"):
+        dataclasses.replace(b, x_test=b.x_test[:5], y_test=b.y_test[:5])
+    pilot = proxy_bundles(b, 0.1, 0)  # --bits auto scores on a held-out train slice
+    assert pilot.test_rsrp is None and len(pilot.y_test) > 0

@@ -43,6 +43,14 @@ class DatasetBundle:
     test_rsrp: Tensor | None = None
     _stats_cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
+    def __post_init__(self) -> None:
+        # A split replaced without its rsrp (dataclasses.replace) would score the wrong
+        # samples: refuse it here rather than mis-measure later.
+        rsrp = self.test_rsrp
+        if rsrp is not None and tuple(rsrp.shape) != (len(self.y_test), self.num_classes):
+            raise ValueError(f"test_rsrp has shape {tuple(rsrp.shape)}, the test split needs "
+                             f"({len(self.y_test)}, {self.num_classes})")
+
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
