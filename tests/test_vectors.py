@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from quadd_codec import Denorm, FileSpec, QddFile, quantize_array
 from quadd_train.data import load_dataset
 from quadd_train.eval import EvalConfig, evaluate_qdd
-from quadd_train.eval.protocol import test_metrics as metrics_of
+from quadd_train.eval.protocol import prediction_metrics
 from quadd_train.nn.models import build_model
 
 try:
@@ -103,9 +103,9 @@ def test_metrics_on_a_hand_made_case():
     rsrp = torch.tensor([[-80.9, -80.0, -90.0, -90.0, -90.0],   # 0.9 dB below: within
                          [-70.0, -90.0, -90.0, -90.0, -71.5],   # 1.5 dB below: not
                          [-60.0, -61.0, -70.0, -70.0, -70.0]])  # exactly 1 dB: within
-    m = metrics_of(logits, y, rsrp)
+    m = prediction_metrics(logits, y, rsrp)
     assert (m["top1"], m["top2"], m["top4"], m["within_1db"]) == (1, 2, 2, 2)
-    assert "within_1db" not in metrics_of(logits, y)
+    assert "within_1db" not in prediction_metrics(logits, y)
 
 
 # -- plan / distill / subset / eval ---------------------------------------------------------

@@ -43,7 +43,7 @@ __all__ = [
     "compile_default",
     "eval_model",
     "eval_runtime",
-    "test_metrics",
+    "prediction_metrics",
     "sample_pixels",
     "train_and_test",
     "train_run",
@@ -159,7 +159,7 @@ def _collate(batch: Any) -> tuple[Tensor, Tensor]:
     return torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.long)
 
 
-def test_metrics(logits: Tensor, y: Tensor, rsrp: Tensor | None = None) -> dict[str, Any]:
+def prediction_metrics(logits: Tensor, y: Tensor, rsrp: Tensor | None = None) -> dict[str, Any]:
     """Counts of correct test predictions: ``top1``, ``top2``, ``top4`` (the label among
     the k highest logits, k at most the number of classes) and, given ``rsrp`` (each
     sample's quality per class, dB), ``within_1db``: the predicted class is at most
@@ -167,7 +167,7 @@ def test_metrics(logits: Tensor, y: Tensor, rsrp: Tensor | None = None) -> dict[
 
     >>> logits = torch.tensor([[3.0, 2.0, 1.0], [1.0, 3.0, 2.0]])
     >>> rsrp = torch.tensor([[-80.0, -79.5, -90.0], [-70.0, -75.0, -74.0]])
-    >>> m = test_metrics(logits, torch.tensor([1, 0]), rsrp)
+    >>> m = prediction_metrics(logits, torch.tensor([1, 0]), rsrp)
     >>> m["top1"], m["top2"], m["top4"], m["within_1db"]
     (0, 1, 2, 1)
     """
@@ -184,7 +184,7 @@ def test_metrics(logits: Tensor, y: Tensor, rsrp: Tensor | None = None) -> dict[
 @torch.no_grad()
 def _test_metrics(net: torch.nn.Module, bundle: DatasetBundle, dev: torch.device,
                   config: EvalConfig) -> dict[str, float]:
-    """:func:`test_metrics` over the test split, in percent."""
+    """:func:`prediction_metrics` over the test split, in percent."""
     net.eval()
     totals: dict[str, int] = {}
     rsrp = bundle.test_rsrp
@@ -194,7 +194,7 @@ def _test_metrics(net: torch.nn.Module, bundle: DatasetBundle, dev: torch.device
         xb = bundle.normalize(to_device(bundle.x_test[i : i + step], dev))
         yb = to_device(bundle.y_test[i : i + step], dev)
         rb = None if rsrp is None else to_device(rsrp[i : i + step], dev)
-        for key, count in test_metrics(net(xb).float(), yb, rb).items():
+        for key, count in prediction_metrics(net(xb).float(), yb, rb).items():
             totals[key] = totals.get(key, 0) + count
     n = max(1, len(bundle.y_test))
     return {key: 100.0 * count / n for key, count in totals.items()}
