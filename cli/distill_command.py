@@ -11,6 +11,7 @@ import contextlib
 import os
 import sys
 import time
+from dataclasses import replace
 from typing import Any
 
 import click
@@ -23,6 +24,7 @@ from .train_options import (
     check_train_output,
     data_dir_opt,
     dataset_opt,
+    group_for,
     group_opt,
     load_bundle,
     out_opt,
@@ -127,7 +129,7 @@ def distill_command(
     iterations: int,
     seed: int,
     ipc: int | None,
-    group: str,
+    group: str | None,
     post_quantize: bool,
     post_codebook: str,
     quant_warmup: int,
@@ -167,7 +169,7 @@ def distill_command(
         dataset=dataset, budget_bytes=budget, bits=4 if bits == "auto" else int(bits),
         quantizer=quantizer, method=method,
         iterations=iterations, seed=seed, lr_img=lr_img, lr_quant=lr_quant, device=device,
-        group=group, ipc=ipc, post_quantize=post_quantize, post_codebook=post_codebook,
+        group=group or "channel", ipc=ipc, post_quantize=post_quantize, post_codebook=post_codebook,
         quant_warmup=quant_warmup, upsample=1 if upsample == "auto" else int(upsample),
         upsample_filter=upsample_filter,
         checkpoint_every=checkpoint_every, checkpoint_path=checkpoint_path, resume=resume,
@@ -183,6 +185,8 @@ def distill_command(
         check_train_output(output, force or resume, dataset)
         bundle = load_bundle(dataset, data_dir, output,
                              ckpt if checkpoint_every or checkpoint_path else None)
+        if group is None:  # the data's default: a shared codebook for vectors
+            cfg = replace(cfg, group=group_for(None, bundle))
         choice = None
         if auto:
             from quadd_train.plan import check_dir
@@ -231,17 +235,17 @@ def _choose(cfg: Any, bundle: Any, bits: int | str, upsample: int | str,
             progress: bool) -> tuple[Any, Any]:
     """Run the --bits/--upsample auto proxy, print its table on stderr, and return the
     configuration of the picked setting (the choice recorded in its provenance)."""
-    from dataclasses import replace
-
     from quadd_train.auto_bits import RAW_BITS, candidate_config, choose_setting
 
     if bits == "auto":
         cand_bits: tuple[int, ...] = (1, 2, 4, 8, RAW_BITS)
     else:
         cand_bits = (RAW_BITS,) if cfg.quantizer == "none" else (int(bits),)
-    if upsample == "auto":
+    if upsample == "auto" and len(bundle.sample_shape) == 3:
         h, w = bundle.im_size
         cand_up: tuple[int, ...] = (1, 2) if h % 2 == 0 and w % 2 == 0 else (1,)
+    elif upsample == "auto":  # feature vectors are never resized
+        cand_up = (1,)
     else:
         cand_up = (int(upsample),)
     choice = choose_setting(cfg, bundle, cand_bits, cand_up, progress=progress)

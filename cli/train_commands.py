@@ -14,6 +14,7 @@ from .train_options import (
     check_train_output,
     data_dir_opt,
     dataset_opt,
+    group_for,
     group_opt,
     load_bundle,
     out_opt,
@@ -46,7 +47,7 @@ def subset_command(
     budget: int,
     bits: int,
     codebook: str,
-    group: str,
+    group: str | None,
     upsample: int,
     seed: int,
     as_json: bool,
@@ -62,7 +63,8 @@ def subset_command(
     try:
         check_train_output(output, force, dataset)
         bundle = load_bundle(dataset, data_dir, output)
-        res = subset(bundle, budget, bits, seed, output, codebook=codebook, group=group,
+        res = subset(bundle, budget, bits, seed, output, codebook=codebook,
+                     group=group_for(group, bundle),
                      upsample=upsample)
     except train_errors() as exc:
         fail(describe(exc))
@@ -99,7 +101,7 @@ def plan_command(
     quantizer: str,
     iterations: int,
     seed: int,
-    group: str,
+    group: str | None,
     upsample: int,
     upsample_filter: str,
     as_json: bool,
@@ -115,7 +117,8 @@ def plan_command(
         rows = []
         for b in sorted(set(bits_list or (1, 2, 4, 8))) + [32]:
             cfg = DistillConfig(
-                dataset=dataset, budget_bytes=budget, bits=min(b, 8), group=group,
+                dataset=dataset, budget_bytes=budget, bits=min(b, 8),
+                group=group_for(group, bundle),
                 quantizer="none" if b == 32 else quantizer, iterations=iterations, seed=seed,
                 upsample=upsample, upsample_filter=upsample_filter,
             )

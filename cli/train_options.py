@@ -10,8 +10,8 @@ import click
 from quadd_codec import GROUPS, UPSAMPLE_FILTERS
 
 __all__ = ["SIZE", "budget_opt", "check_train_output", "data_dir_opt", "dataset_opt",
-           "group_opt", "load_bundle", "out_opt", "train_errors", "upsample_filter_opt",
-           "upsample_opt", "upsample_option"]
+           "group_for", "group_opt", "load_bundle", "out_opt", "train_errors",
+           "upsample_filter_opt", "upsample_opt", "upsample_option"]
 
 
 class _SizeType(click.ParamType):
@@ -67,9 +67,17 @@ upsample_filter_opt = click.option(
     "value (nearest) or interpolate bilinearly (linear; .qdd 1.2).",
 )
 group_opt = click.option(
-    "--group", type=click.Choice(GROUPS), default="channel",
-    show_default=True, help="What one codebook covers.",
+    "--group", type=click.Choice(GROUPS), default=None,
+    help="What one codebook covers (feature vectors: channel = one per feature).  "
+    "[default: channel for images, tensor for feature vectors]",
 )
+
+
+def group_for(group: str | None, bundle: Any) -> str:
+    """--group, or the data's default when not given."""
+    from quadd_train.plan import default_group
+
+    return group or default_group(tuple(bundle.sample_shape))
 
 
 def check_train_output(output: str, force: bool, dataset: str) -> None:

@@ -91,8 +91,10 @@ def proxy_bundles(bundle: Any, fraction: float, seed: int) -> tuple[Any, Any]:
     scoring bundle's test split is the held-out slice. Same normalization as ``bundle``,
     so pilot files carry the real run's denormalization."""
     kept, held = holdout_split(bundle.y_train, fraction, seed)
+    # The held-out slice comes from the training split: the test split's per-class
+    # quality (test_rsrp) does not describe it.
     return replace(bundle, x_train=bundle.x_train[kept], y_train=bundle.y_train[kept],
-                   x_test=bundle.x_train[held], y_test=bundle.y_train[held])
+                   x_test=bundle.x_train[held], y_test=bundle.y_train[held], test_rsrp=None)
 
 
 def candidate_config(config: DistillConfig, bits: int, upsample: int) -> DistillConfig:

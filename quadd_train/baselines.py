@@ -58,6 +58,8 @@ def subset(
     labels = labels_np[idx].astype(np.int64)
     x = bundle.normalize(bundle.x_train[torch.from_numpy(idx)].float())
     x = downsample_mean(np.ascontiguousarray(x.cpu().numpy(), dtype=np.float32), upsample)
+    # Feature vectors (N, F) are stored as (N, F, 1): one channel per feature.
+    x = x.reshape(len(x), *layout.sample_shape)
     if bits == 32:
         codes, levels = x, None
     else:

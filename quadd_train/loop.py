@@ -44,9 +44,6 @@ def distill(
 
     config.validate()
     check_every_class_has_samples(bundle)
-    if len(bundle.sample_shape) != 3:
-        raise ValueError(f"distill trains ConvNets and needs image samples (C, H, W); "
-                         f"{bundle.name} has samples of shape {tuple(bundle.sample_shape)}")
     out_path = os.fspath(out_path)
     runtime = resolve_runtime(config.device, bf16=config.bf16,
                               channels_last=config.channels_last, compile=config.compile,

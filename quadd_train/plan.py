@@ -19,7 +19,7 @@ from quadd_codec.paths import check_output_file
 from .config import DistillConfig
 from .runtime import available_memory
 
-__all__ = ["Plan", "check_dir", "check_memory", "check_written", "denorm_of",
+__all__ = ["Plan", "check_dir", "default_group", "check_memory", "check_written", "denorm_of",
            "file_layout", "plan", "plan_ipc", "provenance", "stored_shape"]
 
 
@@ -36,12 +36,37 @@ def provenance(kind: str, **items: Any) -> dict[str, Any]:
 
 
 def stored_shape(sample_shape: tuple[int, ...], upsample: int) -> tuple[int, ...]:
-    """The per-sample shape a file stores when readers upsample it by ``upsample``."""
+    """The per-sample shape a file stores when readers upsample it by ``upsample``.
+
+    Feature vectors ``(F,)`` are stored as ``(F, 1)``: ``F`` channels (FORMAT.md: ``C``
+    is ``shape[0]`` for two or more dimensions), each with the feature's own statistics
+    in the denormalization, and with ``group="channel"`` its own codebook.
+
+    >>> stored_shape((8,), 1), stored_shape((1, 8, 8), 2)
+    ((8, 1), (1, 4, 4))
+    """
+    if len(sample_shape) == 1:
+        if upsample != 1:
+            raise ValueError(f"upsample needs image samples (C, H, W); feature vectors "
+                             f"of shape {tuple(sample_shape)} are stored as they are")
+        return (int(sample_shape[0]), 1)
     # The codec owns the factor's range and divisibility rules; the trainer's networks
     # additionally need exactly (C, H, W).
     if upsample != 1 and len(sample_shape) != 3:
         raise ValueError(f"upsample needs image samples (C, H, W), got shape {sample_shape}")
     return codec_stored_shape(sample_shape, upsample)
+
+
+def default_group(sample_shape: tuple[int, ...]) -> str:
+    """The codebook group the command line uses when none is given: ``channel`` for
+    images (one codebook per colour channel), ``tensor`` for feature vectors, where a
+    codebook per feature would cost ``F`` tables (8 KiB at 8 bits for 8 features) for
+    features that per-feature normalization has already put on one scale.
+
+    >>> default_group((3, 32, 32)), default_group((8,))
+    ('channel', 'tensor')
+    """
+    return "channel" if len(sample_shape) != 1 else "tensor"
 
 
 def plan_ipc(budget_bytes: int, layout: FileSpec) -> int:

@@ -150,8 +150,8 @@ def halved() -> Iterator[type[Parameterization]]:
 
 
 def test_builtin_parameterizations_are_registered() -> None:
-    assert PARAMETERIZATIONS == ("pixels", "resized")
-    assert parameterization_names()[:2] == PARAMETERIZATIONS
+    assert PARAMETERIZATIONS == ("pixels", "resized", "vectors")
+    assert parameterization_names()[:3] == PARAMETERIZATIONS
 
 
 def test_registered_parameterization_works(halved: type) -> None:

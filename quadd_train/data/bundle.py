@@ -1,5 +1,12 @@
 """The loaded dataset: :class:`DatasetBundle`, a labelled train/test split, and how one
-is assembled from decoded arrays (checks, float conversion, per-channel statistics)."""
+is assembled from decoded arrays (checks, float conversion, per-channel statistics).
+
+Images ``(N, C, H, W)`` are normalized per channel; feature vectors ``(N, F)`` per
+feature (every feature is a channel of its own), so features in different units or
+ranges all reach the networks at unit scale and a shared codebook spends its levels
+alike on each. Files store vectors as ``(F, 1)`` samples, whose ``F`` channels carry
+exactly these per-feature statistics in their denormalization (FORMAT.md section 3).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .checks import check_splits, samples_as_float
+from .checks import check_splits, check_test_rsrp, samples_as_float
 
 __all__ = ["DatasetBundle", "DatasetNotFoundError", "make_bundle"]
 
@@ -30,7 +37,19 @@ class DatasetBundle:
     class_names: list[str]
     mean: Tensor
     std: Tensor
+    #: Optional per-test-sample quality of every class (N_test, K) float32, in dB: for
+    #: beam management, the RSRP of every beam; evaluation then reports how often the
+    #: predicted class is within 1 dB of the best.
+    test_rsrp: Tensor | None = None
     _stats_cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # A split replaced without its rsrp (dataclasses.replace) would score the wrong
+        # samples: refuse it here rather than mis-measure later.
+        rsrp = self.test_rsrp
+        if rsrp is not None and tuple(rsrp.shape) != (len(self.y_test), self.num_classes):
+            raise ValueError(f"test_rsrp has shape {tuple(rsrp.shape)}, the test split needs "
+                             f"({len(self.y_test)}, {self.num_classes})")
 
     @property
     def num_classes(self) -> int:
@@ -63,7 +82,8 @@ class DatasetBundle:
         return mean.view(view), std.view(view)
 
     def normalize(self, x: Tensor) -> Tensor:
-        """Source values -> zero-mean/unit-std per channel, for a batch ``(N, C, ...)``."""
+        """Source values -> zero-mean/unit-std per channel, for a batch ``(N, C, ...)``
+        (a batch of vectors ``(N, F)``: per feature)."""
         mean, std = self._stats_like(x)
         return (x - mean) / std
 
@@ -74,12 +94,15 @@ class DatasetBundle:
 
 
 def make_bundle(name: str, x_tr: np.ndarray, y_tr: np.ndarray, x_te: np.ndarray,
-                y_te: np.ndarray, classes: list[str]) -> DatasetBundle:
+                y_te: np.ndarray, classes: list[str],
+                test_rsrp: np.ndarray | None = None) -> DatasetBundle:
     """A checked bundle from decoded arrays: samples (uint8 pixels or floats) and int
-    labels; statistics are taken over the train split."""
+    labels; statistics are taken over the train split (per channel; per feature for
+    vectors). ``test_rsrp``: optional ``(N_test, K)`` per-class quality of each test
+    sample in dB (see :attr:`DatasetBundle.test_rsrp`)."""
     check_splits(x_tr, y_tr, x_te, y_te, len(classes))
-    # A feature vector (N, F) is one channel (FORMAT.md: C is 1 for 1-D samples).
-    mean, std = _channel_stats(x_tr[:, None] if x_tr.ndim == 2 else x_tr)
+    rsrp = None if test_rsrp is None else check_test_rsrp(test_rsrp, len(y_te), len(classes))
+    mean, std = _channel_stats(x_tr)
     return DatasetBundle(
         name=str(name),
         x_train=torch.from_numpy(np.ascontiguousarray(samples_as_float(x_tr, "x_train"))),
@@ -89,11 +112,13 @@ def make_bundle(name: str, x_tr: np.ndarray, y_tr: np.ndarray, x_te: np.ndarray,
         class_names=list(classes),
         mean=torch.tensor(mean, dtype=torch.float32),
         std=torch.tensor(std, dtype=torch.float32),
+        test_rsrp=None if rsrp is None else torch.from_numpy(rsrp),
     )
 
 
 def _channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel (axis 1) mean and population std in the [0, 1]/float value space."""
+    """Per-channel (axis 1: a vector's features) mean and population std in the
+    [0, 1]/float value space."""
     c = x.shape[1]
     mean = np.zeros(c)
     std = np.zeros(c)

@@ -18,6 +18,7 @@ __all__ = [
     "check_label_range",
     "check_labels",
     "check_splits",
+    "check_test_rsrp",
     "samples_as_float",
 ]
 
@@ -48,6 +49,21 @@ def check_splits(x_tr: np.ndarray, y_tr: np.ndarray, x_te: np.ndarray,
         raise ValueError("the training split is empty")
     check_label_range(y_tr, num_classes, "y_train")
     check_label_range(y_te, num_classes, "y_test")
+
+
+def check_test_rsrp(rsrp: np.ndarray, num_test: int, num_classes: int) -> np.ndarray:
+    """``rsrp_test``: one finite float value per test sample and class, ``(N_test, K)``,
+    as float32."""
+    a = np.asarray(rsrp)
+    if a.shape != (num_test, num_classes):
+        raise ValueError(f"rsrp_test must have shape (test samples, classes) = "
+                         f"({num_test}, {num_classes}), got {a.shape}")
+    if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
+        raise ValueError(f"rsrp_test must hold numbers, got dtype {a.dtype}")
+    a = a.astype(np.float32)
+    if not np.all(np.isfinite(a)):
+        raise ValueError("rsrp_test holds NaN or infinite values")
+    return a
 
 
 def samples_as_float(x: np.ndarray, key: str) -> np.ndarray:

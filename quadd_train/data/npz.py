@@ -2,8 +2,11 @@
 alike) and the cache writer.
 
 An ``.npz`` dataset holds ``x_train, y_train, x_test, y_test`` and optionally
-``class_names``; without names the classes are ``"0".."K-1"``, K one more than the largest
-label of either split.
+``class_names`` (or ``classes``); without names the classes are ``"0".."K-1"``, K one
+more than the largest label of either split. Samples are images (``(N, H, W)``, ``(N, C, H, W)`` or
+channels-last) or feature vectors ``(N, F)``. An optional ``rsrp_test`` ``(N_test, K)``
+holds each test sample's quality per class in dB (beam management: every beam's RSRP);
+it becomes :attr:`DatasetBundle.test_rsrp`.
 """
 
 from __future__ import annotations
@@ -27,14 +30,17 @@ def load_npz(path: Path, name: str | None = None) -> DatasetBundle:
         if missing:
             raise ValueError(f"{path} lacks arrays {sorted(missing)}")
         arrays = {k: z[k] for k in _SPLITS}
-        names = [str(c) for c in z["class_names"]] if "class_names" in z.files else None
+        key = next((k for k in ("class_names", "classes") if k in z.files), None)
+        names = [str(c) for c in z[key]] if key else None
+        rsrp = z["rsrp_test"] if "rsrp_test" in z.files else None
     xs = {k: _to_nchw(arrays[k], k) for k in ("x_train", "x_test")}
     ys = {k: check_labels(arrays[k], k) for k in ("y_train", "y_test")}
     if names is None:
         k = int(max(ys["y_train"].max(initial=-1), ys["y_test"].max(initial=-1))) + 1
         names = [str(i) for i in range(k)]
     return make_bundle(
-        name or path.stem, xs["x_train"], ys["y_train"], xs["x_test"], ys["y_test"], names
+        name or path.stem, xs["x_train"], ys["y_train"], xs["x_test"], ys["y_test"], names,
+        test_rsrp=rsrp,
     )
 
 

@@ -6,6 +6,12 @@ hyper-parameters follow the DC/DSA/DM reference ``evaluate_synset``: SGD lr 0.01
 momentum 0.9, weight decay 5e-4, lr/10 for the second half of training, cross-entropy,
 DSA augmentation (per-sample, unseeded) on every training batch, batch size 256.
 
+``EvalConfig(model=...)`` trains another network of :mod:`quadd_train.nn.models`
+instead (cross-architecture evaluation: ``mlp``, ``alexnet``, ``vgg11``, ``resnet18``);
+feature-vector data trains the MLP by default, without DSA, otherwise alike. Every run
+reports top-1 (``accuracy``), top-2 and top-4 accuracy, and for a dataset with
+``test_rsrp`` the share of test samples whose predicted class is within 1 dB of the best.
+
 ``evaluate_qdd`` trains *from the file*: every epoch reads the `.qdd` through
 ``quadd_codec.QddDataset`` and a ``DataLoader``, so what is measured is exactly what a
 user of the file gets. ``evaluate_tensors`` runs the same protocol on an in-memory set.
@@ -13,7 +19,7 @@ user of the file gets. ``evaluate_tensors`` runs the same protocol on an in-memo
 Modules, one concern each:
 
 * :mod:`.protocol` -- :class:`EvalConfig` (the protocol's constants), the compile rule,
-  and one training run (:func:`train_and_test`);
+  the test metrics, and one training run (:func:`train_and_test`);
 * :mod:`.runs` -- several seeded runs, one after another or in worker processes, and the
   result record;
 * :mod:`.parallel` -- the worker processes (CPU), their epoch ticks through a queue;

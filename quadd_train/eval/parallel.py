@@ -39,9 +39,9 @@ def parallel_runs(
     bar: Any,
     compile: bool | None,
     config: EvalConfig,
-) -> tuple[list[float], list[bool]]:
-    """Runs ``seed .. seed + runs - 1`` in ``jobs`` worker processes: their accuracies and
-    whether each ended compiled, in seed order. ``bar`` (a tqdm) counts epochs."""
+) -> tuple[list[dict[str, float]], list[bool]]:
+    """Runs ``seed .. seed + runs - 1`` in ``jobs`` worker processes: their test metrics
+    and whether each ended compiled, in seed order. ``bar`` (a tqdm) counts epochs."""
     # Workers need only the test split and the statistics; not a copy of the train set.
     slim = dataclasses.replace(bundle, x_train=bundle.x_train[:1], y_train=bundle.y_train[:1])
     threads = max(1, torch.get_num_threads() // jobs)

@@ -1,4 +1,11 @@
-"""One run of the protocol: train a fresh ConvNet-3 on a set, test it on the real split.
+"""One run of the protocol: train a fresh network on a set, test it on the real split.
+
+The network is :attr:`EvalConfig.model` (default: the data's, ConvNet-3 for images and
+the MLP for feature vectors; any name of :data:`quadd_train.nn.models.MODELS`). Images
+train under DSA; vectors, which no DSA transform applies to, train on the samples as
+they are, otherwise with the same optimizer and schedule (MLP width 128, depth 3). A run
+reports top-1, top-2 and top-4 test accuracy, and with the dataset's ``test_rsrp`` the
+share of test samples whose predicted class is within 1 dB of the best class.
 
 :class:`EvalConfig` holds the protocol's constants. It is a frozen value passed to every
 function that trains (a worker process receives the caller's instance with its run), so a
@@ -24,15 +31,19 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 
 from ..data import DatasetBundle
 from ..nn.augment import DEFAULT_STRATEGY, ParamDiffAug, diff_augment
-from ..nn.convnet import ConvNet
+from ..nn.models import build_model, default_model
 from ..runtime import Runtime, resolve_device, resolve_runtime, to_device
 
 __all__ = [
     "COMPILE_MIN_PIXELS",
     "EvalConfig",
-    "check_image_bundle",
+    "TOP_K",
+    "WITHIN_DB",
+    "check_eval_bundle",
     "compile_default",
+    "eval_model",
     "eval_runtime",
+    "prediction_metrics",
     "sample_pixels",
     "train_and_test",
     "train_run",
@@ -49,6 +60,15 @@ class EvalConfig:
     width: int = 128
     depth: int = 3
     test_batch: int = 1024
+    #: The network trained (quadd_train.nn.models); None: the data's default model.
+    model: str | None = None
+
+
+#: Top-k accuracies every run reports (k capped at the number of classes).
+TOP_K = (1, 2, 4)
+#: A prediction counts as "within" when its class's quality (``test_rsrp``) is at most
+#: this many dB below the best class's.
+WITHIN_DB = 1.0
 
 
 # torch.compile costs about a minute per process on the CPU and then runs a ConvNet-3
@@ -59,7 +79,12 @@ COMPILE_MIN_PIXELS = 10**8
 
 
 def sample_pixels(num_samples: int, bundle: Any, epochs: int) -> int:
-    """A run's work: epochs x samples x H x W of ``bundle``'s images."""
+    """A run's work: epochs x samples x H x W of ``bundle``'s images (0 for feature
+    vectors: the compile default was measured on images, and a small MLP's step is too
+    short for compiling to pay)."""
+    shape = getattr(bundle, "sample_shape", None)
+    if shape is not None and len(shape) != 3:
+        return 0
     h, w = bundle.im_size
     return epochs * num_samples * h * w
 
@@ -80,13 +105,22 @@ def eval_runtime(device: str | torch.device, compile: bool | None, pixels: int) 
     return dataclasses.replace(rt, channels_last=rt.compile, channels_last_default=False)
 
 
-def check_image_bundle(bundle: DatasetBundle) -> None:
-    """The protocol trains a ConvNet on images and needs a test split to test on."""
-    if bundle.x_train.dim() != 4:
-        raise ValueError(
-            f"evaluation trains a ConvNet and needs images (N, C, H, W); "
-            f"{bundle.name} has samples of shape {bundle.sample_shape}"
-        )
+def eval_model(bundle: DatasetBundle, config: EvalConfig) -> str:
+    """The model name a run trains: ``config.model``, or the data's default."""
+    return config.model or default_model(bundle.sample_shape)
+
+
+def _new_model(bundle: DatasetBundle, config: EvalConfig) -> torch.nn.Module:
+    return build_model(eval_model(bundle, config), bundle.sample_shape, bundle.num_classes,
+                       width=config.width, depth=config.depth)
+
+
+def check_eval_bundle(bundle: DatasetBundle, config: EvalConfig = EvalConfig()  # noqa: B008
+                      ) -> None:
+    """The protocol needs a test split to test on, and a model that takes the data's
+    samples (built once here, so a mismatch fails before any training)."""
+    with torch.random.fork_rng(devices=[]):
+        _new_model(bundle, config)
     if len(bundle.y_test) == 0:
         raise ValueError(f"{bundle.name} has an empty test split: nothing to test on")
 
@@ -104,15 +138,15 @@ def train_and_test(
     compile: bool | None = None,
     config: EvalConfig = EvalConfig(),  # noqa: B008 - a frozen value
 ) -> float:
-    """One run: train a fresh ConvNet on ``dataset`` (read through a DataLoader each
-    epoch), return test accuracy in percent. ``normalized`` says the dataset already
-    yields normalized values; otherwise ``bundle.normalize`` is applied per batch.
-    ``compile``: train through ``torch.compile`` with channels_last (same arithmetic up
-    to float rounding); None compiles on the CPU for runs of ``COMPILE_MIN_PIXELS``+
-    sample-pixels. A failed compile (no C++ compiler...) warns once per process and the
-    run goes on eager from the step that failed."""
+    """One run: train a fresh network (``config.model``) on ``dataset`` (read through a
+    DataLoader each epoch), return top-1 test accuracy in percent. ``normalized`` says
+    the dataset already yields normalized values; otherwise ``bundle.normalize`` is
+    applied per batch. ``compile``: train through ``torch.compile`` with channels_last
+    (same arithmetic up to float rounding); None compiles on the CPU for runs of
+    ``COMPILE_MIN_PIXELS``+ sample-pixels. A failed compile (no C++ compiler...) warns
+    once per process and the run goes on eager from the step that failed."""
     return train_run(dataset, bundle, epochs, seed, device, batch_size, dsa, normalized,
-                     on_epoch, compile, config)[0]
+                     on_epoch, compile, config)[0]["top1"]
 
 
 def _collate(batch: Any) -> tuple[Tensor, Tensor]:
@@ -125,18 +159,45 @@ def _collate(batch: Any) -> tuple[Tensor, Tensor]:
     return torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.long)
 
 
+def prediction_metrics(logits: Tensor, y: Tensor, rsrp: Tensor | None = None) -> dict[str, Any]:
+    """Counts of correct test predictions: ``top1``, ``top2``, ``top4`` (the label among
+    the k highest logits, k at most the number of classes) and, given ``rsrp`` (each
+    sample's quality per class, dB), ``within_1db``: the predicted class is at most
+    :data:`WITHIN_DB` below the best one (ties with the best count).
+
+    >>> logits = torch.tensor([[3.0, 2.0, 1.0], [1.0, 3.0, 2.0]])
+    >>> rsrp = torch.tensor([[-80.0, -79.5, -90.0], [-70.0, -75.0, -74.0]])
+    >>> m = prediction_metrics(logits, torch.tensor([1, 0]), rsrp)
+    >>> m["top1"], m["top2"], m["top4"], m["within_1db"]
+    (0, 1, 2, 1)
+    """
+    k = logits.shape[1]
+    order = logits.topk(min(max(TOP_K), k), dim=1).indices
+    hit = order == y.view(-1, 1)
+    out: dict[str, Any] = {f"top{t}": int(hit[:, :min(t, k)].any(1).sum()) for t in TOP_K}
+    if rsrp is not None:
+        picked = rsrp.gather(1, order[:, :1]).squeeze(1)
+        out["within_1db"] = int((picked >= rsrp.max(1).values - WITHIN_DB).sum())
+    return out
+
+
 @torch.no_grad()
-def _test_accuracy(net: torch.nn.Module, bundle: DatasetBundle, dev: torch.device,
-                   config: EvalConfig) -> float:
+def _test_metrics(net: torch.nn.Module, bundle: DatasetBundle, dev: torch.device,
+                  config: EvalConfig) -> dict[str, float]:
+    """:func:`prediction_metrics` over the test split, in percent."""
     net.eval()
-    correct = 0
+    totals: dict[str, int] = {}
+    rsrp = bundle.test_rsrp
     # Big batches only pay off on a GPU; on the CPU they just cost memory bandwidth.
     step = config.test_batch if dev.type == "cuda" else min(config.test_batch, 256)
     for i in range(0, len(bundle.y_test), step):
         xb = bundle.normalize(to_device(bundle.x_test[i : i + step], dev))
         yb = to_device(bundle.y_test[i : i + step], dev)
-        correct = correct + (net(xb).argmax(1) == yb).sum()
-    return 100.0 * int(correct) / max(1, len(bundle.y_test))
+        rb = None if rsrp is None else to_device(rsrp[i : i + step], dev)
+        for key, count in prediction_metrics(net(xb).float(), yb, rb).items():
+            totals[key] = totals.get(key, 0) + count
+    n = max(1, len(bundle.y_test))
+    return {key: 100.0 * count / n for key, count in totals.items()}
 
 
 # Set by the first failed compile in this process, so later runs do not pay for it again.
@@ -173,26 +234,25 @@ def train_run(
     on_epoch: Any,
     compile: bool | None,
     config: EvalConfig,
-) -> tuple[float, bool]:
-    """:func:`train_and_test`, also saying whether the run ended compiled."""
-    check_image_bundle(bundle)
+) -> tuple[dict[str, float], bool]:
+    """:func:`train_and_test`'s run: its test metrics in percent (``top1``, ``top2``,
+    ``top4``, and ``within_1db`` when the bundle has ``test_rsrp``), and whether it
+    ended compiled."""
+    check_eval_bundle(bundle, config)
     num_samples = len(dataset)  # type: ignore[arg-type]
     rt = eval_runtime(device, compile, sample_pixels(num_samples, bundle, epochs))
     dev = rt.device
+    images = len(bundle.sample_shape) == 3
+    dsa = dsa and images  # DSA's transforms are image transforms
+    channels_last = rt.channels_last and images
     # fork_rng: seeding for this run must not disturb the caller's global RNG, which
     # also drives the unseeded DSA draws below.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        net = ConvNet(
-            bundle.channels,
-            bundle.num_classes,
-            bundle.im_size,
-            width=config.width,
-            depth=config.depth,
-        ).to(dev)
+        net = _new_model(bundle, config).to(dev)
         forward: Any = net
         if rt.compile and not _compile_broken:
-            if rt.channels_last:
+            if channels_last:
                 net = net.to(memory_format=torch.channels_last)
             try:
                 # Static shapes: a run has two batch sizes (full and the epoch's last).
@@ -216,7 +276,7 @@ def train_run(
             weight_decay=config.weight_decay,
         )
         param = ParamDiffAug()
-        layout = torch.channels_last if rt.channels_last else torch.contiguous_format
+        layout = torch.channels_last if channels_last else torch.contiguous_format
         for ep in range(epochs):
             if ep == decay_at and epochs > 1:
                 for group in opt.param_groups:
@@ -242,4 +302,4 @@ def train_run(
                     loss = _step(net, opt, xb, yb)
             if on_epoch is not None:
                 on_epoch(float(loss.detach()))
-        return _test_accuracy(net, bundle, dev, config), forward is not net
+        return _test_metrics(net, bundle, dev, config), forward is not net

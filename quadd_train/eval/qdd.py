@@ -1,8 +1,12 @@
 """The entry points: evaluate a `.qdd` file or an in-memory set against a real dataset.
 
 Before any training, the set is checked against the dataset it is tested on (classes,
-sample shape, labels), so a mismatch is one clear ``ValueError`` instead of a network
-that trains on the wrong thing.
+sample shape, labels, and that the model takes its samples), so a mismatch is one clear
+``ValueError`` instead of a network that trains on the wrong thing.
+
+A file of feature vectors ``(F,)`` may store them as ``(F,)`` or as ``(F, 1)`` (one
+channel per feature, what ``quadd distill`` and ``subset`` write); either is read as the
+dataset's ``(F,)`` vectors.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..data import DatasetBundle
-from .protocol import EvalConfig, check_image_bundle
+from .protocol import EvalConfig, check_eval_bundle
 from .runs import run_protocol
 
 __all__ = ["check_qdd_matches", "evaluate_qdd", "evaluate_tensors"]
@@ -48,10 +52,12 @@ def evaluate_qdd(
     """
     from quadd_codec import QddDataset
 
-    check_image_bundle(bundle)
+    check_eval_bundle(bundle, config)
     path = os.fspath(path)
     ds = QddDataset(path, denormalize=True)
     check_qdd_matches(ds, bundle, path)
+    if tuple(ds.sample_shape) != bundle.sample_shape:  # vectors stored as (F, 1)
+        ds = _Reshaped(ds, bundle.sample_shape)
     result = run_protocol(ds, bundle, runs, epochs, seed, device, batch_size, dsa, progress,
                           jobs=jobs, compile=compile, config=config)
     result["file"] = path
@@ -81,7 +87,7 @@ def evaluate_tensors(
     Returns ``accuracy``/``std`` in percent, ``accuracies`` per run, ``runs``, ``epochs``.
     ``jobs``, ``compile`` and ``config`` as in :func:`evaluate_qdd`.
     """
-    check_image_bundle(bundle)
+    check_eval_bundle(bundle, config)
     x = torch.as_tensor(x, dtype=torch.float32).detach().cpu()
     y = torch.as_tensor(y, dtype=torch.long).cpu()
     if tuple(x.shape[1:]) != bundle.sample_shape:
@@ -116,7 +122,8 @@ def check_qdd_matches(ds: Any, bundle: DatasetBundle, path: str) -> None:
     if targets is not None and len(targets) and int(torch.as_tensor(targets).min()) < 0:
         raise ValueError(f"{path} has no class labels; evaluation needs a labelled set")
     shape = tuple(int(s) for s in ds.sample_shape)
-    if shape != bundle.sample_shape:
+    vector = len(bundle.sample_shape) == 1 and shape == (*bundle.sample_shape, 1)
+    if shape != bundle.sample_shape and not vector:
         raise ValueError(
             f"{path} holds samples of shape {shape}, but dataset {bundle.name} has "
             f"{bundle.sample_shape}"
@@ -128,6 +135,27 @@ def _some(names: list[str], shown: int = 8) -> str:
     if len(names) <= shown:
         return f"classes {names}"
     return f"{len(names)} classes [{', '.join(map(repr, names[:shown]))}, ...]"
+
+
+class _Reshaped(Dataset):
+    """A ``QddDataset`` whose samples are read in the dataset's sample shape (vectors
+    stored as ``(F, 1)`` -> ``(F,)``); batched like the file's own reads."""
+
+    def __init__(self, ds: Any, shape: tuple[int, ...]) -> None:
+        self.ds = ds
+        self.shape = tuple(shape)
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, int]:
+        x, y = self.ds[i]
+        return x.reshape(self.shape), y
+
+    def __getitems__(self, idx: Sequence[int]) -> tuple[Tensor, Tensor]:
+        items = self.ds.__getitems__(idx)
+        x = torch.stack([x for x, _ in items]).reshape(len(items), *self.shape)
+        return x, torch.as_tensor([y for _, y in items], dtype=torch.long)
 
 
 class _TensorSet(Dataset):

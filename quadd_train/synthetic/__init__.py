@@ -41,7 +41,9 @@ A separate package registers it with an entry point in group ``quadd.parameteriz
 can decode from the header fields it names: ``file_fields`` is all the file records.
 
 Built in: ``pixels`` (:mod:`.pixels`), ``resized`` (:mod:`.resized`: pixels at ``1/f``
-size enlarged by nearest repetition or bilinear interpolation, FORMAT.md 7a/7b).
+size enlarged by nearest repetition or bilinear interpolation, FORMAT.md 7a/7b), and
+``vectors`` (:mod:`.vectors`: feature vectors ``(F,)`` stored as ``(F, 1)``, one channel
+per feature).
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from .base import PARAMETERIZATION_REGISTRY, Parameterization, register_paramete
 from .pixels import Pixels
 from .resized import Resized
 from .set import SyntheticSet, make_parameterization, sample_real_indices
+from .vectors import Vectors
 
 __all__ = [
     "PARAMETERIZATIONS",
@@ -58,6 +61,7 @@ __all__ = [
     "Pixels",
     "Resized",
     "SyntheticSet",
+    "Vectors",
     "make_parameterization",
     "parameterization_names",
     "register_parameterization",
@@ -65,7 +69,7 @@ __all__ = [
 ]
 
 #: The built-in parameterizations.
-PARAMETERIZATIONS: tuple[str, ...] = ("pixels", "resized")
+PARAMETERIZATIONS: tuple[str, ...] = ("pixels", "resized", "vectors")
 
 
 def parameterization_names() -> tuple[str, ...]:

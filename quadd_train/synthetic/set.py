@@ -14,6 +14,7 @@ from quadd_codec import UPSAMPLE_FILTERS
 from .base import PARAMETERIZATION_REGISTRY, Parameterization
 from .pixels import Pixels
 from .resized import Resized
+from .vectors import Vectors
 
 __all__ = ["SyntheticSet", "make_parameterization", "sample_real_indices"]
 
@@ -53,10 +54,17 @@ def sample_real_indices(
     return out
 
 
-def _upsample_choice(upsample: int, upsample_filter: str) -> tuple[str, dict[str, Any]]:
-    """The parameterization the codec's ``upsample`` fields describe, and its options."""
+def _upsample_choice(upsample: int, upsample_filter: str,
+                     vectors: bool = False) -> tuple[str, dict[str, Any]]:
+    """The parameterization the codec's ``upsample`` fields describe for images (or
+    feature vectors, which are never resized), and its options."""
     if upsample_filter not in UPSAMPLE_FILTERS:
         raise ValueError(f"unknown upsample filter {upsample_filter!r}")
+    if vectors:
+        if int(upsample) != 1:
+            raise ValueError(f"upsample needs image samples (C, H, W); feature vectors "
+                             f"are stored as they are (got upsample {upsample})")
+        return "vectors", {}
     if int(upsample) == 1:
         return "pixels", {}
     return "resized", {"upsample": int(upsample), "upsample_filter": upsample_filter}
@@ -69,17 +77,19 @@ class SyntheticSet(nn.Module):
     ``expand(x)``: the samples the networks see from it; ``file_fields()``: the header
     fields the writer needs. ``data`` may also be a :class:`Parameterization` (then the
     ``upsample`` arguments are not used); a tensor is stored as full-size pixels, or
-    with ``upsample > 1`` as pixels at ``1/upsample`` size.
+    with ``upsample > 1`` as pixels at ``1/upsample`` size; a ``(N, F, 1)`` tensor with
+    ``vectors=True`` as feature vectors.
     """
 
     def __init__(
         self, data: Tensor | Parameterization, labels: Tensor, num_classes: int,
-        upsample: int = 1, upsample_filter: str = "nearest",
+        upsample: int = 1, upsample_filter: str = "nearest", vectors: bool = False,
     ) -> None:
         super().__init__()
         if not isinstance(data, Parameterization):
-            name, options = _upsample_choice(upsample, upsample_filter)
-            data = Pixels(data) if name == "pixels" else Resized(data, **options)
+            name, options = _upsample_choice(upsample, upsample_filter, vectors)
+            kind = {"pixels": Pixels, "resized": Resized, "vectors": Vectors}[name]
+            data = kind(data, **options)
         self.parameterization = data
         self.register_buffer("labels", labels.detach().long().clone())
         self.num_classes = int(num_classes)
@@ -97,12 +107,13 @@ class SyntheticSet(nn.Module):
         The stored tensor is ``parameterization`` (a registered name, with its
         ``options``) or, by default, what ``upsample`` and ``upsample_filter`` describe:
         full-size pixels, or pixels at ``1/upsample`` size starting as each real
-        sample's block average.
+        sample's block average; feature vectors ``(N, F)`` as ``vectors``.
         """
         if ipc < 1:
             raise ValueError(f"ipc must be >= 1, got {ipc}")
         if parameterization is None:
-            parameterization, options = _upsample_choice(upsample, upsample_filter)
+            parameterization, options = _upsample_choice(upsample, upsample_filter,
+                                                          vectors=x_norm.dim() == 2)
         rng = np.random.default_rng([int(seed), 0x5EED])
         idx = sample_real_indices(y.cpu().numpy(), num_classes, ipc, rng)
         flat = torch.from_numpy(np.concatenate(idx)).long()

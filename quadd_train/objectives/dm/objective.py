@@ -17,6 +17,7 @@ from torch import Tensor
 
 from ...nn.augment import diff_augment
 from ...nn.convnet import ConvNet
+from ...nn.models import build_model
 from ...runtime import Runtime, as_runtime, available_memory, to_device
 from .. import Objective, register_objective
 from .options import DEFAULT_REAL, DMOptions, default_mode, default_pool
@@ -70,8 +71,12 @@ class DMObjective(PoolMixin, Objective):
     # ------------------------------------------------------------------ set-up
     def _new_net(self) -> ConvNet:
         o = self.options
-        net = ConvNet(self.channel, self.num_classes, self.im_size, width=o.width,
-                      depth=o.depth, norm=o.norm, pooling=o.pooling).to(self.device)
+        if len(self.sample_shape) == 3:
+            net = ConvNet(self.channel, self.num_classes, self.im_size, width=o.width,
+                          depth=o.depth, norm=o.norm, pooling=o.pooling).to(self.device)
+        else:  # feature vectors: random layer-norm MLPs of the same width and depth
+            net = build_model("mlp", self.sample_shape, self.num_classes, width=o.width,
+                              depth=o.depth).to(self.device)
         if self.channels_last:
             net = net.to(memory_format=torch.channels_last)
         net.train()  # as the reference; ConvNet's instance norm has no train/eval split
@@ -156,7 +161,7 @@ class DMObjective(PoolMixin, Objective):
                          self.device)
 
     def _augment(self, x: Tensor, seed: int) -> Tensor:
-        if not self.options.dsa:
+        if not self.options.dsa or x.dim() != 4:  # DSA transforms images only
             return x
         return diff_augment(x, self.options.dsa_strategy, seed=int(seed))
 
@@ -179,8 +184,10 @@ class DMObjective(PoolMixin, Objective):
         self.device = rt.device
         self.num_classes = int(num_classes)
         self.ipc = int(ipc)
-        self.channel = int(x_real.shape[1])
-        self.im_size = (int(x_real.shape[2]), int(x_real.shape[3]))
+        self.sample_shape = tuple(int(d) for d in x_real.shape[1:])
+        if x_real.dim() == 4:
+            self.channel = int(x_real.shape[1])
+            self.im_size = (int(x_real.shape[2]), int(x_real.shape[3]))
         self.x_real = _resident(x_real, self.device)
         y_np = y_real.cpu().numpy()
         self.y_real = torch.as_tensor(y_np, dtype=torch.long)
@@ -197,7 +204,7 @@ class DMObjective(PoolMixin, Objective):
             else:
                 self.pool_size, self.real_per_class = default_pool(
                     self.device, iterations, self.pool_size, self.real_per_class)
-        self.channels_last = rt.channels_last
+        self.channels_last = rt.channels_last and x_real.dim() == 4  # an image layout
         if rt.compile:
             # Two code objects, two compile caches: the synthetic batch has one fixed
             # shape (static is fastest); real chunks vary in size (a class's last chunk).
@@ -207,7 +214,7 @@ class DMObjective(PoolMixin, Objective):
             }
         # Once per run: a piece size that changed between iterations would recompile.
         self.syn_chunk = o.syn_chunk or default_syn_chunk(
-            self.device, self._seeded_net(0), self.bf16)
+            self.device, self._seeded_net(0), self.bf16, self.sample_shape)
         self._seed = int(seed)
         self.pool_from_cache = False
         if self.mode == "fast":
@@ -369,9 +376,11 @@ def _resident(x: Tensor, device: torch.device) -> Tensor:
     return x.to(device) if x.numel() * x.element_size() < free // 4 else x
 
 
-def default_syn_chunk(device: torch.device, net: ConvNet, bf16: bool) -> int:
-    """Synthetic images per embedding call whose kept activations fit
-    SYN_ACTIVATION_BYTES on a CPU, a quarter of the free memory on a GPU."""
+def default_syn_chunk(device: torch.device, net: ConvNet, bf16: bool,
+                      sample_shape: tuple[int, ...] | None = None) -> int:
+    """Synthetic samples per embedding call whose kept activations fit
+    SYN_ACTIVATION_BYTES on a CPU, a quarter of the free memory on a GPU
+    (``sample_shape``: default the ConvNet's image shape)."""
     if device.type == "cuda":
         budget = int(available_memory(device) or 0) // 4
     else:
@@ -380,7 +389,8 @@ def default_syn_chunk(device: torch.device, net: ConvNet, bf16: bool) -> int:
     # 128 measured, 2.1 counted). bf16 autocast halves it on a CPU; a GPU's autocast runs
     # the norms in fp32, so there it is counted at 4 bytes.
     values = 0
-    x = torch.zeros(1, net.channel, *net.im_size, device=next(net.parameters()).device)
+    shape = sample_shape or (net.channel, *net.im_size)
+    x = torch.zeros(1, *shape, device=next(net.parameters()).device)
     with torch.no_grad():
         for layer in net.features:
             x = layer(x)
