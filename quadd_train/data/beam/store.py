@@ -55,7 +55,7 @@ def cached_beam_npz(cache_dir: Path, config: BeamConfig | None = None,
     if path.is_file():
         return path
     print(f"quadd: generating the beam dataset ({config.drops} drops, "
-          f"{config.scenario.upper()}, seed {config.seed}) into {path} (once)",
+          f"{config.scenario}, seed {config.seed}) into {path} (once)",
           file=sys.stderr, flush=True)
     data = generate_beam(config, progress=progress)
     path.parent.mkdir(parents=True, exist_ok=True)
