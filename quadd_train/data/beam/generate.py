@@ -7,8 +7,9 @@ machine). Per UE: ``rsrp`` (32,) float32, the noiseless L1-RSRP of every Set A b
 ``x`` (8,) float32, the UE's reported L1-RSRP of the Set B beams (noisy, optionally
 quantized); ``y`` int64, the index of the best Set A beam by noiseless RSRP. The last
 ``round(drops * test_fraction)`` drops are the test split (drops are independent, so a
-contiguous split is a random one). Drops are simulated 1,000 at a time (100 topologies of
-10 UEs; a partial last batch is drawn whole and cut), with a tqdm bar on stderr.
+contiguous split is a random one). Drops are simulated up to 1,000 at a time (up to 100
+topologies of 10 UEs; a partial last batch is drawn whole and cut), with a tqdm bar on
+stderr.
 """
 
 from __future__ import annotations
@@ -46,18 +47,30 @@ class BeamData:
 
 def generate_beam(config: BeamConfig, progress: bool = True) -> BeamData:
     """Simulate ``config.drops`` UEs (see the module docstring)."""
-    from tqdm import tqdm
+    import torch
 
     config.check()
+    # Seeding Sionna reseeds torch's global generator: the caller's stream is put back.
+    torch_state = torch.random.get_rng_state()
+    try:
+        return _generate(config, progress)
+    finally:
+        torch.random.set_rng_state(torch_state)
+
+
+def _generate(config: BeamConfig, progress: bool) -> BeamData:
+    from tqdm import tqdm
+
     start = time.perf_counter()
-    channel = SectorChannel(config, _TOPOLOGIES, _UES)
+    topologies = min(_TOPOLOGIES, -(-config.drops // _UES))
+    channel = SectorChannel(config, topologies, _UES)
     directions = beam_directions(*channel.zenith_range())
     weights = beam_weights(channel.element_positions(), config.wavelength, directions)
     channel.reseed(config.seed)
     # A stream of its own for the measurement noise, apart from Sionna's.
     rng = np.random.default_rng([config.seed, 1])
     set_b = np.array(SET_B)
-    per_batch = _TOPOLOGIES * _UES
+    per_batch = topologies * _UES
     xs, ys, rsrps = [], [], []
     done = 0
     with tqdm(total=config.drops, desc="beam drops", unit="UE", disable=not progress,
