@@ -22,7 +22,7 @@ from quadd_train.data.beam import (
 )
 from quadd_train.data.beam.codebook import beam_directions, beam_weights
 
-DROPS = 300
+DROPS = 200
 
 
 def _has_sionna() -> bool:
@@ -109,13 +109,13 @@ def test_cli_writes_a_loadable_npz_and_refuses_to_overwrite(tmp_path):
     from quadd_train.data import load_dataset
 
     out = tmp_path / "beam.npz"
-    args = ["dataset", "beam", "--drops", "200", "--seed", "1", "--scenario", "umi",
+    args = ["dataset", "beam", "--drops", "100", "--seed", "1", "--scenario", "umi",
             "--rsrp-step", "1", "--no-progress", "-o", str(out)]
     res = CliRunner().invoke(main, args)
     assert res.exit_code == 0, res.output
     assert "best Set A beam already in Set B" in res.output
     with np.load(out, allow_pickle=False) as z:
-        assert z["x_train"].shape == (160, 8) and z["rsrp_test"].shape == (40, 32)
+        assert z["x_train"].shape == (80, 8) and z["rsrp_test"].shape == (20, 32)
         assert list(z["class_names"]) == beam_names()
     bundle = load_dataset(str(out))
     assert bundle.sample_shape == (8,) and bundle.num_classes == NUM_BEAMS
