@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .channel import require_sionna
 from .codebook import SET_B
 from .config import BeamConfig
 from .generate import BeamData, generate_beam
@@ -54,6 +55,7 @@ def cached_beam_npz(cache_dir: Path, config: BeamConfig | None = None,
     path = cache_dir / EXTRACTED / f"beam-{_cache_key(config)}.npz"
     if path.is_file():
         return path
+    require_sionna()
     print(f"quadd: generating the beam dataset ({config.drops} drops, "
           f"{config.scenario}, seed {config.seed}) into {path} (once)",
           file=sys.stderr, flush=True)
