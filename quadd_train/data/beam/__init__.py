@@ -14,7 +14,7 @@ Modules, one job each:
 * :mod:`.generate` -- drops -> features, labels, split and statistics;
 * :mod:`.store` -- the ``.npz`` file and the cached default dataset.
 
-Importing this package does not import Sionna or torch; generating does.
+Importing this package does not import Sionna; generating does.
 """
 
 from __future__ import annotations

@@ -7,13 +7,13 @@ Contract:
   averaged over the sampled subcarriers: ``P_RE * mean_k |w_n^H h_k|^2`` in dBm. Labels
   and the ``rsrp_*`` arrays (the within-1-dB metric) use it.
 * :func:`measured_rsrp_dbm` is what a UE reports for the given beams: per sampled
-  subcarrier the received reference symbol ``sqrt(P_RE) w^H h_k + n_k``, ``n_k`` complex
-  Gaussian with the thermal-noise power per resource element, and the power averaged over
-  the measured band, less the (known) noise power, in dBm. Each sampled subcarrier stands
-  for ``measured / sampled`` resource elements, so the noise's averaging gain is that of
-  the full SSB band. With a reporting step the value is rounded to it. Reports are
-  clipped to the L1-RSRP reporting range [-140, -44] dBm (TS 38.133); an estimate at or
-  below zero power reports -140.
+  subcarrier the received reference symbol ``sqrt(P_RE) w^H h_k + n_k``, and the power
+  averaged over the sampled subcarriers, less the (known) noise power, in dBm. Each
+  sampled subcarrier stands for ``R = measured / sampled`` resource elements, so ``n_k``
+  is complex Gaussian of the noise power per resource element divided by ``R`` (the mean
+  of R elements' noise): the noise is averaged over the full SSB band. With a reporting
+  step the value is rounded to it. Reports are clipped to the L1-RSRP reporting range
+  [-140, -44] dBm (TS 38.133); an estimate at or below zero power reports -140.
 """
 
 from __future__ import annotations
