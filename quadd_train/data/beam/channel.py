@@ -109,7 +109,6 @@ class SectorChannel:
     def draw(self) -> np.ndarray:
         """(batch * ues, 32, K) complex64 downlink frequency responses of fresh drops."""
         import torch
-        from sionna.phy.channel import cir_to_ofdm_channel
         from sionna.phy.channel.utils import gen_single_sector_topology
 
         kwargs: dict[str, Any] = {}
@@ -122,7 +121,10 @@ class SectorChannel:
             self._model.set_topology(*topology)
             # One time sample: a drop is a snapshot, so the sampling rate is irrelevant.
             a, tau = self._model(1, 1.0)
-            h = cir_to_ofdm_channel(torch.from_numpy(self._freqs), a, tau)
-        # [batch, ut, ut_ant=1, bs=1, bs_ant, time=1, K] -> [batch * ut, bs_ant, K]
-        h = h[:, :, 0, 0, :, 0, :]
+            # h(f_k) = sum_p a_p exp(-j 2 pi f_k tau_p), as Sionna's cir_to_ofdm_channel,
+            # but with one phase per path rather than per path and element: the delays
+            # are the same on every element, and this step was a fifth of the run time.
+            a = a[:, :, 0, 0, :, :, 0]  # [batch, ut, bs_ant, path]
+            angle = (-2 * np.pi) * tau[:, :, 0, :, None] * torch.from_numpy(self._freqs)
+            h = a @ torch.polar(torch.ones_like(angle), angle)  # [batch, ut, bs_ant, K]
         return h.reshape(self.batch * self.ues, h.shape[-2], h.shape[-1]).numpy()

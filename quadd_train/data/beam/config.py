@@ -23,7 +23,7 @@ __all__ = ["DEFAULT_DROPS", "LAYOUT_VERSION", "SCENARIOS", "BeamConfig"]
 SCENARIOS = ("uma", "umi")
 DEFAULT_DROPS = 20_000
 #: Bump when the generator's output changes for the same parameters (stale caches).
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2
 _BOLTZMANN_DBM_HZ = -174.0  # thermal noise density at 290 K, dBm/Hz
 
 
