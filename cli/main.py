@@ -46,6 +46,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "show": ("quadd_cli.show_command:show_command", "Draw IN.qdd as a PNG grid, a row per class."),
     "cache": ("quadd_cli.cache_command:cache_command",
               "List or clear the cache of DM pools and decoded datasets."),
+    "dataset": ("quadd_cli.dataset_command:dataset_command",
+                "Generate a dataset as an .npz that --dataset takes (beam: 3GPP beam management)."),
     "sweep": ("quadd_cli.sweep_command:sweep_command",
               "Distill and evaluate every (budget, bits, upsample) point and the baselines "
               "at the same budgets; plot accuracy against bits and name the best point."),

@@ -12,6 +12,7 @@ from .named import (
     canonical,
     default_cache_dir,
     default_data_dir,
+    load_beam,
     load_digits,
     load_named,
 )
@@ -33,6 +34,9 @@ def load_dataset(
     canon = canonical(str(name_or_path))
     if canon == "digits":
         return load_digits()
+    if canon == "beam":
+        cdir = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+        return load_beam(cdir)
     if canon is not None:
         ddir = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
         cdir = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()

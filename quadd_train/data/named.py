@@ -1,5 +1,5 @@
-"""The known datasets: ``digits`` (embedded) and those looked up by name in a data
-directory, as an extracted folder or an archive."""
+"""The known datasets: ``digits`` (embedded), ``beam`` (generated once into the cache) and
+those looked up by name in a data directory, as an extracted folder or an archive."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ __all__ = [
     "canonical",
     "default_cache_dir",
     "default_data_dir",
+    "load_beam",
     "load_digits",
     "load_named",
 ]
@@ -27,6 +28,7 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     "mnist": ("mnist",),
     "fashion-mnist": ("fashion-mnist", "fashion_mnist", "fashionmnist"),
     "cifar10": ("cifar10", "cifar-10", "cifar_10"),
+    "beam": ("beam",),
 }
 KNOWN_DATASETS = tuple(_ALIASES)
 _ARCHIVE_SUFFIXES = ("-png.tar.gz", "-jpg.tar.gz", ".tar.gz", ".tgz", ".tar")
@@ -68,6 +70,24 @@ def load_digits() -> DatasetBundle:
     )
     classes = [str(i) for i in range(10)]
     return make_bundle("digits", x_tr, y_tr, x_te, y_te, classes)
+
+
+def load_beam(cache_dir: Path) -> DatasetBundle:
+    """The 3GPP beam-management dataset with the default generation parameters
+    (:class:`quadd_train.data.beam.BeamConfig`: 20,000 drops, UMa, seed 0, 20% test),
+    generated with Sionna on first use and cached in ``cache_dir``, then read like any
+    ``.npz``. Without Sionna: a ``ValueError`` naming ``pip install 'quadd[beam]'``."""
+    import sys
+
+    from .beam import cached_beam_npz
+    from .npz import load_npz
+
+    path = cached_beam_npz(cache_dir, progress=sys.stderr.isatty())
+    try:
+        return load_npz(path, name="beam")
+    except Exception:  # a damaged cache entry is generated again, not fatal
+        path.unlink(missing_ok=True)
+        return load_npz(cached_beam_npz(cache_dir, progress=sys.stderr.isatty()), name="beam")
 
 
 def load_named(canon: str, data_dir: Path, cache_dir: Path) -> DatasetBundle:
