@@ -1,0 +1,54 @@
+"""Inputs whose declared sizes dwarf their bytes (issue 27: M3, M6): refused before
+allocating, or handled with bounded work, and never a traceback."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from quadd_cli.main import main
+
+
+def run(*args: object):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def _error(result) -> str:
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("quadd: error: "), result.stderr
+    return lines[0]
+
+
+@pytest.fixture
+def work(tmp_path, monkeypatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_npz_zip_bomb_is_checked_against_free_memory_before_allocating(work, monkeypatch):
+    # M3: 8 MiB of zeros deflate to a few KiB; the declared size must fit the free memory
+    # (with its float32 copy) before np.load allocates it.
+    with zipfile.ZipFile("bomb.npz", "w", compression=zipfile.ZIP_DEFLATED) as z:
+        with z.open("x.npy", "w") as member:
+            np.save(member, np.zeros((2048, 1, 32, 32), np.float32))
+    assert Path("bomb.npz").stat().st_size < 64 << 10
+    monkeypatch.setattr("quadd_codec.sources.host_available_memory", lambda: 4 << 20)
+
+    def no_load(*a, **k):
+        raise AssertionError("np.load allocated the array before its size was checked")
+
+    monkeypatch.setattr("numpy.lib.npyio.NpzFile.__getitem__", no_load)
+    line = _error(run("encode", "bomb.npz", "-b", "4", "-o", "e.qdd"))
+    assert "declares shape (2048, 1, 32, 32)" in line and "free" in line
+    assert not Path("e.qdd").exists()
+
+
+def test_npy_larger_than_free_memory_is_refused(work, monkeypatch):
+    np.save("big.npy", np.zeros((64, 1, 16, 16), np.uint8))
+    monkeypatch.setattr("quadd_codec.sources.host_available_memory", lambda: 32 << 10)
+    assert "free" in _error(run("encode", "big.npy", "-b", "4", "-o", "e.qdd"))
