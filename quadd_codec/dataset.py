@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .errors import QddError
 from .reader import QddFile
 
 
@@ -22,7 +23,12 @@ class QddDataset(Dataset):
     value space (e.g. [0, 1] pixels) using the file's stored scale and offset; without it,
     they are the stored values (e.g. the normalized space a distilled set was trained in).
     Files without labels give label -1. Safe with DataLoader workers (fork or spawn)
-    and any sampler, `DistributedSampler` included.
+    and any sampler, `DistributedSampler` included. `access` says how the file is read
+    (`quadd_codec.access`: small files are read into memory, large ones with positioned
+    reads; "mmap" is an opt-in with a risk). A file changed on disk while it is in use
+    raises `QddChangedError`, from a worker too: a spawned worker that finds the file
+    changed raises it at its first batch, so DataLoader reports it instead of a dead
+    worker.
     """
 
     def __init__(
@@ -31,9 +37,11 @@ class QddDataset(Dataset):
         denormalize: bool = True,
         transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
         verify: bool = False,
+        access: str = "auto",
     ) -> None:
         self.path = os.fspath(path)
-        self.file = QddFile(self.path, verify=verify)
+        self.file = QddFile(self.path, verify=verify, access=access)
+        self._error: BaseException | None = None
         self.denormalize = denormalize
         self.transform = transform
         self.targets = self._targets()
@@ -57,15 +65,22 @@ class QddDataset(Dataset):
         return self.file.sample_shape
 
     def __len__(self) -> int:
+        self._raise_deferred()
         return len(self.file)
 
+    def _raise_deferred(self) -> None:
+        if self._error is not None:
+            raise self._error
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        self._raise_deferred()
         x = torch.from_numpy(self.file.read([index], self.denormalize)[0])
         if self.transform is not None:
             x = self.transform(x)
         return x, int(self.targets[index])
 
     def __getitems__(self, indices: Sequence[int]) -> list[tuple[torch.Tensor, int]]:
+        self._raise_deferred()
         batch = torch.from_numpy(self.file.read(np.asarray(indices, dtype=np.int64),
                                                 self.denormalize))
         labels = self.targets[torch.as_tensor(indices, dtype=torch.int64)].tolist()
@@ -78,9 +93,22 @@ class QddDataset(Dataset):
         return torch.from_numpy(self.file.read_all(self.denormalize)), self.targets.clone()
 
     def __getstate__(self) -> dict[str, Any]:
+        # The file's own state, not the file: reopening it may fail (the file changed),
+        # and a failure while a spawned worker unpickles its dataset kills the worker
+        # before DataLoader can report why.
         return {"path": self.path, "denormalize": self.denormalize,
-                "transform": self.transform, "file": self.file}
+                "transform": self.transform, "file_state": self.file.__getstate__()}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        file_state = state.pop("file_state")
         self.__dict__.update(state)
+        self._error = None
+        self.file = QddFile.__new__(QddFile)
+        try:
+            self.file.__setstate__(file_state)
+        except QddError as exc:
+            self._error = exc  # raised at the first use, where DataLoader reports it
+            self.targets = torch.empty(0, dtype=torch.int64)
+            return
         self.targets = self._targets()

@@ -1,21 +1,23 @@
-"""Reading `.qdd` files: memory-mapped from a path, or buffered from a byte stream.
+"""Reading `.qdd` files: from a path (in memory, by positioned reads or mmap), a byte
+stream or bytes.
 
 Every declared size is checked against the real size of the file (or a stream limit)
 before anything is allocated, so a hostile header can't make the reader allocate
-terabytes; sample k is decoded from its own bytes without touching the others.
+terabytes; sample k is decoded from its own bytes without touching the others. How a
+path's bytes are reached, and what happens when the file changes on disk while it is
+read, is `quadd_codec.access`.
 """
 
 from __future__ import annotations
 
-import mmap
 import os
-import stat
 from collections.abc import Iterable
 from typing import Any, BinaryIO
 
 import msgpack
 import numpy as np
 
+from .access import READ_PIECE, Identity, Positioned, Source, changed, open_path
 from .bitpack import unpack_stream
 from .crc import crc32c
 from .dequantize import byte_tables, dequantize_rows
@@ -29,7 +31,6 @@ from .errors import (
 )
 from .header import header_crc, parse_header, parse_prefix, parse_trailer, read_stream
 from .layout import Layout, Section
-from .paths import check_input_file, file_kind
 from .resample import upsample
 from .rules import PREFIX_SIZE, RAW_BITS, TRAILER_SIZE
 
@@ -42,10 +43,12 @@ _READ_CHUNK = 4096
 class QddFile:
     """A validated `.qdd` file.
 
-    `QddFile(path)` memory-maps the file; `QddFile(stream)` reads a binary stream (pipe,
-    socket, BytesIO) to its trailer; `QddFile(bytes)` wraps bytes in memory. Opening checks
-    the prefix, header, layout, trailer, codebooks and labels; the codes section's
-    checksum is checked by `verify()` (or `verify=True`), which reads every byte.
+    `QddFile(path)` reads a file (`access`: "auto", "memory", "pread" or "mmap"; see
+    `quadd_codec.access` for what each does when the file changes on disk);
+    `QddFile(stream)` reads a binary stream (pipe, socket, BytesIO) to its trailer;
+    `QddFile(bytes)` wraps bytes in memory. Opening checks the prefix, header, layout,
+    trailer, codebooks and labels; the codes section's checksum is checked by `verify()`
+    (or `verify=True`), which reads every byte.
     """
 
     def __init__(
@@ -54,56 +57,44 @@ class QddFile:
         *,
         verify: bool = False,
         stream_limit: int = DEFAULT_STREAM_LIMIT,
+        access: str = "auto",
     ) -> None:
         self.path: str | None = None
-        self._fd: int | None = None
-        self._mmap: mmap.mmap | None = None
-        self._pid = os.getpid()
+        self.access = access
+        self._fd = -1
+        self._identity: Identity | None = None
+        self._src: Source | Positioned | None = None
+        self._codes: np.ndarray | None = None
         try:
             if isinstance(source, (str, os.PathLike)):
                 self.path = os.fspath(source)
-                self._open_path()
-                buf: Any = self._mmap
+                self._src, self._identity, self._fd = open_path(self.path, access)
             elif isinstance(source, (bytes, bytearray, memoryview)):
-                buf = bytes(source) if not isinstance(source, bytes) else source
+                self._src = Source(bytes(source) if not isinstance(source, bytes) else source)
             elif hasattr(source, "read"):
-                buf = read_stream(source, stream_limit)
+                self._src = Source(read_stream(source, stream_limit))
                 verify = True  # the bytes are all in memory anyway
             else:
                 raise QddValueError(f"cannot read a .qdd from {type(source).__name__}")
-            self._buf = buf
-            self._setup(buf, verify)
+            self._setup(verify)
         except BaseException:
             self.close()
             raise
 
     # ------------------------------------------------------------------ opening
 
-    def _open_path(self) -> None:
-        assert self.path is not None
-        check_input_file(self.path, "a .qdd file")
-        try:
-            # O_NONBLOCK: should the path be swapped for a FIFO after the check, opening
-            # it must not wait for a writer (a no-op for a regular file).
-            flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
-            fd = os.open(self.path, flags)
-        except OSError as exc:
-            raise QddValueError(f"cannot open {self.path}: {exc.strerror}") from None
-        self._fd = fd
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise QddValueError(f"{self.path} is {file_kind(st.st_mode)}, not a .qdd file")
-        size = st.st_size
-        if size == 0:
-            raise QddTruncatedError(f"{self.path} is empty")
-        self._mmap = mmap.mmap(fd, size, access=mmap.ACCESS_READ)
+    def _read(self, offset: int, length: int) -> memoryview | bytes:
+        assert self._src is not None
+        return self._src.read(offset, length)
 
-    def _setup(self, buf: Any, verify: bool) -> None:
-        view = memoryview(buf)
-        size = len(view)
-        minor, header_len, required = parse_prefix(bytes(view[:PREFIX_SIZE]), size)
-        header = view[PREFIX_SIZE : PREFIX_SIZE + header_len]
-        if crc32c(header) != header_crc(bytes(view[:PREFIX_SIZE])):
+    def _setup(self, verify: bool) -> None:
+        assert self._src is not None
+        size = self._src.size
+        prefix = bytes(self._read(0, min(PREFIX_SIZE, size)))
+        minor, header_len, required = parse_prefix(prefix, size)
+        header = self._read(PREFIX_SIZE, header_len)
+        self._header_crc = header_crc(prefix)
+        if crc32c(header) != self._header_crc:
             raise QddChecksumError("header checksum mismatch: the header is damaged")
         layout = parse_header(bytes(header), minor, required)
         if layout.file_size != size:
@@ -111,26 +102,37 @@ class QddFile:
                 f"file is {size} bytes but its sections need {layout.file_size}: "
                 + ("truncated" if size < layout.file_size else "trailing bytes after the end")
             )
-        parse_trailer(bytes(view[size - TRAILER_SIZE :]), size)
+        parse_trailer(bytes(self._read(size - TRAILER_SIZE, TRAILER_SIZE)), size)
         self.layout: Layout = layout
-        self._view = view
         self.levels = self._load_levels()
         self._tables = byte_tables(self.levels, layout.bits) if layout.bits != RAW_BITS else None
         self.labels = self._load_labels()
-        self._codes = self._section_array("codes")
+        if self._src.in_memory:
+            self._codes = np.frombuffer(self._section_view("codes"), dtype=np.uint8)
         if verify:
             self.verify()
 
-    def _section_view(self, name: str, section: Section | None = None) -> memoryview:
+    def _section_view(self, name: str, section: Section | None = None) -> memoryview | bytes:
         section = section or self.layout.section(name)
         assert section is not None
-        start = self.layout.data_start + section.offset
-        return self._view[start : start + section.length]
+        return self._read(self.layout.data_start + section.offset, section.length)
 
-    def _section_array(self, name: str) -> np.ndarray:
-        return np.frombuffer(self._section_view(name), dtype=np.uint8)
+    def _crc_of(self, section: Section) -> int:
+        """CRC32C of a section, read in pieces when the file is not in memory."""
+        assert self._src is not None
+        if self._src.in_memory:
+            return crc32c(self._section_view(section.name, section))
+        start, crc = self.layout.data_start + section.offset, 0
+        for at in range(0, section.length, READ_PIECE):
+            crc = crc32c(self._read(start + at, min(READ_PIECE, section.length - at)), crc)
+        return crc
 
-    def _checked(self, name: str, section: Section | None = None) -> memoryview:
+    def _check_crc(self, section: Section) -> None:
+        if self._crc_of(section) != section.crc:
+            raise QddChecksumError(
+                f"checksum mismatch in section {section.name!r}: the file is damaged")
+
+    def _checked(self, name: str, section: Section | None = None) -> memoryview | bytes:
         section = section or self.layout.section(name)
         assert section is not None
         data = self._section_view(name, section)
@@ -165,47 +167,46 @@ class QddFile:
             raise QddLayoutError(f"a label is {int(labels.max())} but there are only {k} classes")
         return labels
 
-    # ----------------------------------------------------------- fork & pickle
+    # --------------------------------------------------------- codes & pickle
 
-    def _codes_array(self) -> np.ndarray:
-        if self._mmap is not None and os.getpid() != self._pid:
-            # A forked DataLoader worker: map the inherited descriptor afresh so the
-            # child owns its mapping (same inode, even if the path was replaced since).
-            self._pid = os.getpid()
-            assert self._fd is not None
-            self._mmap = mmap.mmap(self._fd, len(self._view), access=mmap.ACCESS_READ)
-            self._buf = self._mmap
-            self._view = memoryview(self._mmap)
-            self._codes = self._section_array("codes")
-        return self._codes
+    def _rows(self, start: int, stop: int) -> np.ndarray:
+        """Packed samples [start, stop) as a (stop - start, bytes per sample) uint8 array."""
+        size = self.layout.sample_nbytes
+        if self._codes is not None:
+            return self._codes[start * size : stop * size].reshape(stop - start, size)
+        section = self.layout.section("codes")
+        assert section is not None
+        at = self.layout.data_start + section.offset + start * size
+        data = self._read(at, (stop - start) * size)
+        return np.frombuffer(data, dtype=np.uint8).reshape(stop - start, size)
 
     def __getstate__(self) -> dict[str, Any]:
         if self.path is None:
-            return {"bytes": bytes(self._view)}
-        return {"path": self.path, "header_crc": header_crc(bytes(self._view[:PREFIX_SIZE]))}
+            assert self._src is not None
+            return {"bytes": bytes(self._read(0, self._src.size))}
+        return {"path": self.path, "access": self.access, "identity": self._identity,
+                "header_crc": self._header_crc}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         if "bytes" in state:
             self.__init__(state["bytes"])
             return
-        self.__init__(state["path"])
-        if header_crc(bytes(self._view[:PREFIX_SIZE])) != state["header_crc"]:
-            raise QddFormatError(f"{self.path} changed on disk since it was first opened")
+        self.__init__(state["path"], access=state.get("access", "auto"))
+        if (self._identity != state.get("identity")
+                or self._header_crc != state["header_crc"]):
+            path = self.path
+            self.close()
+            raise changed(path or "the file")
 
     def close(self) -> None:
-        # Drop numpy/memoryview exports first: an mmap with live views refuses to close.
-        self._codes = np.empty(0, dtype=np.uint8)
-        if hasattr(self, "_view"):
-            self._view.release()
-        if self._mmap is not None:
-            try:
-                self._mmap.close()
-            except BufferError:
-                pass  # arrays the caller still holds keep the mapping alive
-            self._mmap = None
-        if self._fd is not None:
+        # Drop numpy views first: an mmap with live views refuses to close.
+        self._codes = None
+        if self._src is not None:
+            self._src.close()
+            self._src = None
+        if self._fd >= 0:
             os.close(self._fd)
-            self._fd = None
+            self._fd = -1
 
     def __enter__(self) -> QddFile:
         return self
@@ -301,16 +302,27 @@ class QddFile:
         return np.where(ids < 0, ids + n, ids)
 
     def packed(self, k: int) -> np.ndarray:
-        """The packed bytes of sample k (a read-only view into the file)."""
+        """The packed bytes of sample k (read-only)."""
         k = int(self._ids(k)[0])
-        size = self.layout.sample_nbytes
-        return self._codes_array()[k * size : (k + 1) * size]
+        return self._rows(k, k + 1)[0]
 
     def _raw_rows(self, ids: np.ndarray) -> np.ndarray:
-        codes = self._codes_array().reshape(self.layout.n, self.layout.sample_nbytes)
-        if ids.size and ids[-1] - ids[0] == ids.size - 1 and (np.diff(ids) == 1).all():
-            return codes[ids[0] : ids[-1] + 1]  # a contiguous run: no gather copy
-        return codes[ids]
+        if not ids.size:
+            return np.empty((0, self.layout.sample_nbytes), dtype=np.uint8)
+        if ids[-1] - ids[0] == ids.size - 1 and (np.diff(ids) == 1).all():
+            return self._rows(int(ids[0]), int(ids[-1]) + 1)  # a contiguous run: no gather
+        if self._codes is not None:
+            return self._rows(0, self.layout.n)[ids]
+        # Positioned reads: one read per run of consecutive indices, in sorted order.
+        out = np.empty((ids.size, self.layout.sample_nbytes), dtype=np.uint8)
+        order = np.argsort(ids, kind="stable")
+        ordered = ids[order]
+        breaks = np.flatnonzero(np.diff(ordered) != 1) + 1
+        at = 0
+        for run in np.split(ordered, breaks):
+            out[order[at : at + run.size]] = self._rows(int(run[0]), int(run[-1]) + 1)
+            at += run.size
+        return out
 
     def indices(self, key: int | slice | Iterable[int] | np.ndarray) -> np.ndarray:
         """Level indices (uint8, shape (m, *stored_shape)) of the selected samples."""
@@ -376,8 +388,8 @@ class QddFile:
         return out
 
     def packed_codes(self) -> np.ndarray:
-        """All packed samples as a read-only (n, bytes per sample) uint8 view of the file."""
-        return self._codes_array().reshape(self.layout.n, self.layout.sample_nbytes)
+        """All packed samples as a read-only (n, bytes per sample) uint8 array."""
+        return self._rows(0, self.layout.n)
 
     def section_bytes(self, name: str) -> memoryview:
         """The bytes of section `name`, after checking its CRC32C; KeyError if absent."""
@@ -388,14 +400,18 @@ class QddFile:
 
     def file_crc32c(self) -> int:
         """CRC32C of the whole file: a fingerprint that the zarr export records."""
-        return crc32c(self._view)
+        assert self._src is not None
+        crc = 0
+        for at in range(0, self._src.size, READ_PIECE):
+            crc = crc32c(self._read(at, min(READ_PIECE, self._src.size - at)), crc)
+        return crc
 
     # ------------------------------------------------------------------ checks
 
     def verify(self) -> None:
         """Check every section's checksum and every structural rule; raises QddFormatError."""
         for section in self.layout.sections:
-            self._checked(section.name, section)  # no lookup by name: a file may list 80k
+            self._check_crc(section)  # no lookup by name: a file may list 80k
         if self.layout.section("provenance") is not None:
             self.provenance  # noqa: B018 - decoding it is the check
 
