@@ -16,7 +16,7 @@ import click
 
 from quadd_codec.rules import CODEBOOKS, GROUPS, MAX_UPSAMPLE, UPSAMPLE_FILTERS, check_bits
 
-from .output import force_opt
+from .output import force_opt, json_ready
 
 __all__ = ["decode_command", "encode_command", "import_command", "inspect_command",
            "verify_command"]
@@ -58,7 +58,13 @@ def _open_qdd(source: str, verify: bool) -> Any:
 
     if source == _STDIN:
         # A pipe can't be mapped: the reader streams it and checks every checksum.
-        return QddFile(sys.stdin.buffer)
+        f = QddFile(sys.stdin.buffer)
+        if sys.stdin.buffer.read(1):  # FORMAT.md section 8: no bytes after the trailer
+            f.close()
+            from quadd_codec import QddTruncatedError
+
+            raise QddTruncatedError("<stdin> has trailing bytes after the end of the file")
+        return f
     return QddFile(source, verify=verify)
 
 
@@ -269,7 +275,7 @@ def inspect_info(f: Any, label: str) -> dict[str, Any]:
         "extra_sections": extras,
         "bits_per_value": lay.file_size * 8 / values if values else None,
         "compression_vs_float32": values * 4 / lay.file_size,
-        "meta": lay.meta or None,
+        "meta": json_ready(lay.meta) if lay.meta else None,
     }
 
 

@@ -44,6 +44,7 @@ from .rules import (
     check_class_names,
     check_codebook_dtype,
     check_group,
+    meta_problem,
     upsample_problem,
 )
 
@@ -89,6 +90,10 @@ class FileSpec:
         problem = upsample_problem(self.upsample, shape, self.upsample_filter)
         if problem:
             raise QddValueError(problem)
+        if self.meta is not None:
+            problem = meta_problem(dict(self.meta))
+            if problem:
+                raise QddValueError(problem)
         set_(self, "_provenance_bytes", provenance_bytes(self.provenance))
 
     # ------------------------------------------------------------------- sizes

@@ -168,9 +168,17 @@ def parse_header(raw: bytes, minor: int, required: int = 0) -> Layout:
     bit must agree."""
     try:
         # unpackb caps every string, array and map length by len(raw): no blow-up.
-        header = msgpack.unpackb(raw, raw=False, strict_map_key=True, use_list=True)
+        header = msgpack.unpackb(raw, raw=False, strict_map_key=True, use_list=True,
+                                 object_pairs_hook=_unique_map)
+    except _DuplicateKey as exc:
+        raise QddHeaderError(f"header map has the key {exc.args[0]!r:.60} twice") from None
+    except msgpack.ExtraData:
+        raise QddHeaderError("header has bytes after its msgpack map") from None
+    except msgpack.StackError:
+        raise QddHeaderError("header is not valid msgpack: nested too deep") from None
     except Exception as exc:  # msgpack raises many unrelated types on garbage
-        raise QddHeaderError(f"header is not valid msgpack: {exc}") from None
+        why = str(exc) or type(exc).__name__
+        raise QddHeaderError(f"header is not valid msgpack: {why}") from None
     if not isinstance(header, dict):
         raise QddHeaderError("header must be a msgpack map")
 
@@ -249,6 +257,21 @@ def parse_header(raw: bytes, minor: int, required: int = 0) -> Layout:
     )
     check_section_lengths(layout)
     return layout
+
+
+class _DuplicateKey(Exception):
+    pass
+
+
+def _unique_map(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
+    """A msgpack map as a dict, refusing a key that appears twice (FORMAT.md section 3):
+    readers that keep the first and readers that keep the last would disagree."""
+    out: dict[Any, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
 
 
 def _parse_sections(raw: list) -> tuple[Section, ...]:

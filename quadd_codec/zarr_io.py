@@ -39,7 +39,7 @@ from .imagefolder import atomic_directory
 from .layout import label_bits, sample_nbytes
 from .paths import atomic_write, check_output_file
 from .reader import QddFile
-from .rules import MAJOR, RAW_BITS, Denorm, group_count
+from .rules import MAJOR, RAW_BITS, Denorm, group_count, meta_problem
 from .zarr_guard import check_store, check_tree
 
 STORE_FORMAT = "quadd.qdd-zarr"
@@ -131,6 +131,9 @@ def _put(group: Any, name: str, data: np.ndarray) -> None:
 def _json_safe(value: Mapping[str, Any], what: str) -> dict[str, Any]:
     import json
 
+    problem = meta_problem(value)  # bytes keys, deep nesting: no TypeError or RecursionError
+    if problem:
+        raise QddValueError(f"{what} cannot be stored as zarr attributes: {problem}")
     try:
         if json.loads(json.dumps(value)) != value:
             raise TypeError("changes through JSON")
