@@ -53,6 +53,8 @@ from .rules import (
 )
 
 _CRC_PLACEHOLDER = b"\x00\x00\x00\x00"
+#: Largest finite float32: a header float beyond it would round to infinity.
+_F32_MAX = 3.4028234663852886e38
 #: Bytes read from a stream per call.
 _STREAM_CHUNK = 1 << 20
 
@@ -243,9 +245,11 @@ def parse_header(raw: bytes, minor: int, required: int = 0) -> Layout:
         if not (
             isinstance(denorm_raw, list) and len(denorm_raw) == 2
             and all(isinstance(part, list) and len(part) == c for part in denorm_raw)
-            and all(isinstance(v, float) and math.isfinite(v) for part in denorm_raw for v in part)
+            and all(isinstance(v, float) and math.isfinite(v) and abs(v) <= _F32_MAX
+                    for part in denorm_raw for v in part)
         ):
-            raise QddHeaderError(f"denorm must be [scale, offset], each {c} finite floats")
+            raise QddHeaderError(
+                f"denorm must be [scale, offset], each {c} finite floats in float32 range")
         scale, offset = denorm_raw
         denorm = Denorm(scale, offset)
 

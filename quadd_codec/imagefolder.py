@@ -10,9 +10,12 @@ class names.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import hashlib
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -21,7 +24,7 @@ from urllib.parse import quote, unquote
 import numpy as np
 
 from .errors import QddValueError
-from .paths import check_output_dir, is_about, write_error
+from .paths import check_output_dir, clean_stale, fsync_dir, is_about, temp_prefix, write_error
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 #: Pillow mode -> (mode decoded to, channels). Modes not listed are refused by name.
@@ -251,8 +254,9 @@ def atomic_directory(target: str | os.PathLike, replace: bool = False) -> Iterat
     shown = os.fspath(target)
     parent = check_output_dir(shown, replace)
     target = Path(shown)
+    clean_stale(shown)
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent))
+        tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(shown), suffix=".tmp", dir=parent))
     except OSError as exc:
         raise write_error(shown, exc) from None
     try:
@@ -262,6 +266,7 @@ def atomic_directory(target: str | os.PathLike, replace: bool = False) -> Iterat
             os.replace(tmp, target)
         else:
             _swap_in(tmp, target, parent)
+        fsync_dir(parent)
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(exc, OSError) and is_about(exc, tmp, shown):
@@ -269,9 +274,35 @@ def atomic_directory(target: str | os.PathLike, replace: bool = False) -> Iterat
         raise
 
 
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one atomic step (Linux renameat2 RENAME_EXCHANGE); False where
+    the system or file system cannot."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), os.fspath(b))
+
+
 def _swap_in(tmp: Path, target: Path, parent: str) -> None:
-    """Replace the existing tree `target` by `tmp`, keeping the old one until it is done."""
-    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=parent))
+    """Replace the existing tree `target` by `tmp`. Where the system can, the two trade
+    places atomically, so no moment leaves `target` missing; the old tree, now at `tmp`,
+    is deleted after (or, if the process is killed first, by the next writer:
+    `paths.clean_stale`). Elsewhere the old tree is moved aside, the new one renamed in."""
+    if _exchange(tmp, target):
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
+    old = Path(tempfile.mkdtemp(prefix=temp_prefix(os.fspath(target)), suffix=".old",
+                                dir=parent))
     try:
         os.replace(target, old / "tree")
     except BaseException:

@@ -10,6 +10,7 @@ read, is `quadd_codec.access`.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable
 from typing import Any, BinaryIO
@@ -36,8 +37,9 @@ from .rules import PREFIX_SIZE, RAW_BITS, TRAILER_SIZE
 
 #: Largest file read from a non-seekable stream unless the caller raises it.
 DEFAULT_STREAM_LIMIT = 4 << 30
-#: Samples decoded per step by `read_all`, bounding its temporaries.
-_READ_CHUNK = 4096
+#: Decoded bytes per step of `read_all`, bounding its temporaries (an upsampled file
+#: decodes to up to 256x its stored size).
+_READ_CHUNK_BYTES = 8 << 20
 
 
 class QddFile:
@@ -382,8 +384,9 @@ class QddFile:
         """Every sample decoded, in chunks so temporaries stay small."""
         lay = self.layout
         out = np.empty((lay.n, *lay.output_shape), dtype=np.float32)
-        for start in range(0, lay.n, _READ_CHUNK):
-            stop = min(lay.n, start + _READ_CHUNK)
+        step = max(1, _READ_CHUNK_BYTES // max(1, 4 * math.prod(lay.output_shape)))
+        for start in range(0, lay.n, step):
+            stop = min(lay.n, start + step)
             out[start:stop] = self.read(slice(start, stop), denormalize)
         return out
 

@@ -166,6 +166,9 @@ def _class_names(classes: Any | None, y: np.ndarray | None, where: str) -> list[
 def _npy_error(path: Path, key: str | None, exc: Exception) -> QddValueError:
     what = f"array {key!r} of {path}" if key else str(path)
     text = str(exc)
+    if "max_header_size" in text:  # numpy's message also names allow_pickle
+        return QddValueError(f"{what}: its .npy header is too large to be read safely "
+                             "(a valid array's header is a few hundred bytes)")
     if "allow_pickle" in text or "pickle" in text.lower():
         return QddValueError(f"{what} holds Python objects (pickled); only plain numeric "
                              "or string arrays are loaded, never pickles")

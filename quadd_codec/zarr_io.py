@@ -44,6 +44,8 @@ from .zarr_guard import check_store, check_tree
 
 STORE_FORMAT = "quadd.qdd-zarr"
 STORE_VERSION = 1
+#: Most extra sections a store holds, each as its own array.
+MAX_EXTRA_ARRAYS = 64
 #: Target size of one `codes` chunk.
 _CHUNK_BYTES = 4 << 20
 #: Every chunk is written, even one of fill values only: `import_zarr` checks that the
@@ -73,6 +75,12 @@ def export_zarr(
         f.verify()
         lay = f.layout
         extras = [s.name for s in lay.sections if s.name not in ("codebooks", "codes", "labels")]
+        if len(extras) > MAX_EXTRA_ARRAYS:
+            # One array (a folder and its metadata) per section: 60,000 empty sections
+            # in a 1 MB file would make 60,000 folders.
+            raise QddValueError(
+                f"the file has {len(extras):,} extra sections; a zarr export keeps at most "
+                f"{MAX_EXTRA_ARRAYS} (decode to .npz or .npy instead)")
         attrs: dict[str, Any] = {
             "format": STORE_FORMAT,
             "store_version": STORE_VERSION,
@@ -189,6 +197,9 @@ class QddArrays:
         k = len(self.class_names)
         if k and self.labels is None:
             raise QddFormatError("the store names classes but has no labels")
+        if k and self.n and (self.labels.min() < 0 or self.labels.max() >= k):
+            raise QddFormatError(f"the store's labels must lie in 0..{k - 1} for its {k} "
+                                 f"classes, got {int(self.labels.min())}..{int(self.labels.max())}")
         lbits = label_bits(k)
         labels = pack_stream(self.labels, lbits) if k and lbits else b""
         packed = memoryview(np.ascontiguousarray(self.packed)).cast("B")  # no copy
@@ -280,6 +291,8 @@ def _store_fields(attrs: Mapping[str, Any], where: str) -> dict[str, Any]:
             "extra_sections": [(_str(name, "extra_sections"), _str(array_name, "extra_sections"))
                                for name, array_name in extra_raw],
         }
+        if len(fields["extra_sections"]) > MAX_EXTRA_ARRAYS:
+            raise TypeError(f"more than {MAX_EXTRA_ARRAYS} extra sections")
         FileSpec(fields["class_names"], fields["sample_shape"], fields["bits"], fields["group"],
                  fields["codebook_dtype"], fields["denorm"], None, fields["upsample"],
                  fields["upsample_filter"]).sections(fields["n"])

@@ -52,3 +52,35 @@ def test_npy_larger_than_free_memory_is_refused(work, monkeypatch):
     np.save("big.npy", np.zeros((64, 1, 16, 16), np.uint8))
     monkeypatch.setattr("quadd_codec.sources.host_available_memory", lambda: 32 << 10)
     assert "free" in _error(run("encode", "big.npy", "-b", "4", "-o", "e.qdd"))
+
+
+def test_upsampled_read_all_peaks_near_the_decoded_size(work, monkeypatch):
+    # Low: a small file at upsample 16 decodes to 256x its stored values; read_all used
+    # to hold a whole 4096-sample chunk's temporaries beside the output (2.4x).
+    import tracemalloc
+
+    from quadd_codec import QddFile, downsample_mean, quantize_array, write_qdd
+
+    x = np.random.default_rng(0).random((64, 1, 64, 64), dtype=np.float32)
+    stored = downsample_mean(x, 16)
+    codes, levels = quantize_array(stored, 4)
+    write_qdd("u.qdd", codes, levels, None, 4, "channel", [], upsample=16)
+    monkeypatch.setattr("quadd_codec.reader._READ_CHUNK_BYTES", 64 << 10)
+    with QddFile("u.qdd") as f:
+        f.read(0)  # the decoder's lookup tables: a fixed cost (cached), not per sample
+        tracemalloc.start()
+        out = f.read_all()
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    assert out.nbytes == 64 * 64 * 64 * 4
+    assert peak < 1.3 * out.nbytes, peak / out.nbytes
+
+
+def test_an_oversized_npy_header_is_not_called_pickled(work):
+    with open("big.npy", "wb") as f:
+        np.lib.format.write_array_header_2_0(
+            f, {"descr": "<f4", "fortran_order": False, "shape": (2, 3),
+                "pad": "x" * 20000})
+        f.write(b"\0" * 24)
+    line = _error(run("encode", "big.npy", "-b", "4", "-o", "e.qdd"))
+    assert "header is too large" in line and "pickle" not in line
