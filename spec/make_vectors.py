@@ -153,6 +153,18 @@ def specs() -> list[dict[str, Any]]:
               "2-bit stored (1,3,2), upsample 2, linear: decodes to (1,6,4), exact weights",
               rng.normal(size=(2, 1, 3, 2)), 2, "tensor", ["a", "b"], np.array([1, 0]),
               upsample=2, upsample_filter="linear")
+    # Feature vectors (FORMAT.md section 3, "Feature vectors"): F features as shape [F]
+    # are one channel, so every group shares one codebook; as shape [F, 1] each feature
+    # is a channel, and group "channel" gives each feature its own codebook.
+    quantized("vector_4bit_shape_f", "feature vectors as shape (8,): one channel, one "
+              "codebook for all features under group channel",
+              rng.normal(size=(4, 8)) * np.arange(1, 9), 4, "channel", ["a", "b"],
+              np.array([0, 1, 1, 0]))
+    quantized("vector_3bit_shape_f1", "feature vectors as shape (6, 1): six channels, one "
+              "codebook per feature under group channel, per-feature denorm",
+              rng.normal(size=(5, 6, 1)) * np.arange(1, 7)[:, None], 3, "channel",
+              ["a", "b", "c"], np.array([2, 0, 1, 1, 0]),
+              denorm=Denorm([0.5, 1.0, 2.0, 4.0, 0.25, 1.5], [0.0, -1.0, 1.0, 0.5, 2.0, -0.5]))
     return out
 
 
