@@ -147,7 +147,8 @@ def encode_command(source: Path, output: Path, bits: int, codebook: str, group: 
     n, decoded_shape, decoded_values = x.shape[0], x.shape[1:], x.size
     x = downsample_mean(x, upsample)
     if bits == 32:
-        codes, levels = x, None
+        # No codebooks: group and level type mean nothing; FORMAT.md 10 fixes the values.
+        codes, levels, group, codebook_dtype = x, None, "tensor", "f4"
     else:
         codes, levels = quantize_array(x, bits, codebook, group, codebook_dtype)
     with tqdm(total=n, desc="packing", unit="sample", disable=not show, leave=False,

@@ -33,6 +33,7 @@ from .rules import (
     FEATURE_UPSAMPLE,
     LINEAR_MINOR,
     MAX_COUNT,
+    MAX_HEADER_BYTES,
     MAX_NDIM,
     MINOR,
     PREFIX_SIZE,
@@ -108,12 +109,17 @@ class FileSpec:
                crcs: Mapping[str, int] | None = None) -> bytes:
         """The msgpack header of a file of `n` samples with these sections; its length
         never depends on the CRCs."""
-        return build_header(
+        header = build_header(
             n=n, sample_shape=self.sample_shape, bits=self.bits, group=self.group,
             codebook_dtype=self.codebook_dtype, class_names=self.class_names,
             denorm=self.denorm, section_lengths=sections, crcs=crcs, meta=self.meta,
             upsample=self.upsample, upsample_filter=self.upsample_filter,
         )
+        if len(header) > MAX_HEADER_BYTES:  # every reader refuses it (FORMAT.md 3)
+            raise QddValueError(
+                f"the header would be {len(header):,} bytes, over the {MAX_HEADER_BYTES:,}-byte "
+                f"cap: {len(self.class_names):,} class names (and meta) are too long")
+        return header
 
     def size(self, n: int, soft_labels: bool = False) -> int:
         """Exact size in bytes of the file of `n` samples that `write` produces."""

@@ -99,3 +99,9 @@ def test_verify_stdin_refuses_trailing_garbage():
     data = small_qdd_bytes()
     assert run("verify", "-", input=data).exit_code == 0
     assert "trailing bytes" in _error(run("verify", "-", input=data + b"junk"))
+
+
+def test_writers_refuse_a_header_over_the_cap():
+    names = [f"{i:05d}" * 51 for i in range(5000)]  # 255-byte names: about 1.3 MB
+    with pytest.raises(QddValueError, match="over the 1,048,576-byte cap"):
+        FileSpec(names, (2,), 2).size(1)
