@@ -96,9 +96,11 @@ def _check_x(x: np.ndarray, where: str) -> np.ndarray:
         raise QddValueError(f"{where}: x is empty (shape {x.shape})")
     if x.dtype == np.uint8:
         # Pixels: the usual [0, 255] bytes become [0, 1] floats.
-        return x.astype(np.float32) / np.float32(255)
-    with np.errstate(over="ignore", invalid="ignore"):
         out = x.astype(np.float32)
+        out /= np.float32(255)  # in place: no second float32 copy
+        return out
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = x.astype(np.float32, copy=False)  # float32 input: no second copy
     if not np.isfinite(out).all():
         bad = "NaN or infinite" if x.dtype.kind == "f" and not np.isfinite(x).all() else \
             "out of float32 range"
