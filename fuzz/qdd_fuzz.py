@@ -196,8 +196,16 @@ def _atheris_main(argv: list[str]) -> None:
 
     corpus_dirs = [a for a in argv[1:] if not a.startswith("-")]
     if not corpus_dirs:
-        # libFuzzer reads seeds from corpus folders: give it the golden vectors.
-        argv = [*argv, str(VECTORS)]
+        # libFuzzer reads seeds from, and writes new inputs to, its first corpus folder:
+        # a scratch copy of the golden vectors, never spec/vectors itself.
+        import shutil
+        import tempfile
+
+        scratch = tempfile.mkdtemp(prefix="qdd-corpus-")
+        for path in VECTORS.glob("*.qdd"):
+            shutil.copy(path, scratch)
+        print(f"corpus: {scratch}", file=sys.stderr)
+        argv = [*argv, scratch]
     atheris.instrument_all()
     atheris.Setup(argv, test_one_input, custom_mutator=custom_mutator)
     atheris.Fuzz()
