@@ -13,6 +13,7 @@ import contextlib
 import ctypes
 import errno
 import hashlib
+import math
 import os
 import shutil
 import sys
@@ -27,6 +28,8 @@ from .errors import QddValueError
 from .paths import check_output_dir, clean_stale, fsync_dir, is_about, temp_prefix, write_error
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+#: Most pixels one image may declare; a PNG of a few kilobytes can declare billions.
+MAX_IMAGE_PIXELS = 1 << 26
 #: Pillow mode -> (mode decoded to, channels). Modes not listed are refused by name.
 _MODES = {"1": ("L", 1), "L": ("L", 1), "LA": ("LA", 2), "RGB": ("RGB", 3),
           "RGBA": ("RGBA", 4), "P": ("RGB", 3), "PA": ("RGBA", 4)}
@@ -118,6 +121,11 @@ def _decode_image(path: Path) -> np.ndarray:
     from PIL import Image
 
     with Image.open(path) as img:
+        # The header alone gives the size: refuse a decompression bomb before decoding.
+        width, height = img.size
+        if width * height > MAX_IMAGE_PIXELS:
+            raise QddValueError(f"{path}: image declares {width}x{height} pixels, over the "
+                                f"{MAX_IMAGE_PIXELS:,}-pixel limit (a decompression bomb?)")
         if img.mode not in _MODES:
             raise QddValueError(
                 f"{path}: unsupported image mode {img.mode!r}; use 8-bit L, LA, RGB, RGBA or P"
@@ -159,6 +167,7 @@ def read_image_folder(
         hwc = img.shape
         if x is None:
             first = path
+            _check_fits(root, len(files), hwc, 1 if as_uint8 else 4)
             x = np.empty((len(files), hwc[2], hwc[0], hwc[1]),
                          dtype=np.uint8 if as_uint8 else np.float32)
         elif hwc != (x.shape[2], x.shape[3], x.shape[1]):
@@ -172,6 +181,20 @@ def read_image_folder(
     if not as_uint8:
         x /= 255.0
     return x, y, class_names
+
+
+def _check_fits(root: str | os.PathLike, count: int, hwc: tuple[int, ...],
+                itemsize: int) -> None:
+    """Refuse a folder whose images, all the size of the first, would not fit in the
+    free memory: the array for all of them is allocated before the rest are read."""
+    from .zarr_guard import host_available_memory
+
+    need = count * math.prod(hwc) * itemsize
+    free = host_available_memory()
+    if free is not None and need > free:
+        raise QddValueError(
+            f"{root}: {count:,} images of {hwc[1]}x{hwc[0]}x{hwc[2]} need "
+            f"{need / 2**30:.1f} GiB, more than the {free / 2**30:.1f} GiB free")
 
 
 # ------------------------------------------------------------------------ writing

@@ -84,3 +84,35 @@ def test_an_oversized_npy_header_is_not_called_pickled(work):
         f.write(b"\0" * 24)
     line = _error(run("encode", "big.npy", "-b", "4", "-o", "e.qdd"))
     assert "header is too large" in line and "pickle" not in line
+
+
+def test_png_decompression_bomb_is_refused_before_decoding(work):
+    # A 9000 x 9000 grey PNG of zeros is ~80 KB on disk but 81 M pixels decoded (Pillow
+    # itself only warns below 89 M); only its header is read.
+    pytest.importorskip("PIL")
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    side = 9000
+    raw = zlib.compress(b"\x00" * ((side + 1) * side), 1)
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0))
+           + chunk(b"IDAT", raw) + chunk(b"IEND", b""))
+    Path("imgs/a").mkdir(parents=True)
+    Path("imgs/a/bomb.png").write_bytes(png)
+    line = _error(run("encode", "imgs", "-b", "4", "-o", "e.qdd"))
+    assert "declares 9000x9000 pixels" in line
+
+
+def test_image_folder_larger_than_free_memory_is_refused(work, monkeypatch):
+    pytest.importorskip("PIL")
+    from PIL import Image
+
+    for i in range(3):
+        Path(f"imgs/c{i}").mkdir(parents=True)
+        Image.fromarray(np.zeros((64, 64), np.uint8)).save(f"imgs/c{i}/{i}.png")
+    monkeypatch.setattr("quadd_codec.zarr_guard.host_available_memory", lambda: 10000)
+    assert "GiB free" in _error(run("encode", "imgs", "-b", "4", "-o", "e.qdd"))
