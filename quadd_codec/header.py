@@ -73,6 +73,7 @@ def build_header(
     meta: Mapping[str, Any] | None = None,
     upsample: int = 1,
     upsample_filter: str = "nearest",
+    chunk: int = 0,
 ) -> bytes:
     """msgpack header bytes. Sizes never depend on CRC values (always 4-byte bin)."""
     sections = []
@@ -101,6 +102,8 @@ def build_header(
         header["upsample"] = int(upsample)
     if upsample_filter != UPSAMPLE_FILTERS[0]:
         header["upsample_filter"] = upsample_filter
+    if chunk:
+        header["chunk"] = int(chunk)
     # Single floats: the de-normalization constants are float32 values, and 5 bytes
     # each instead of 9 keeps the container overhead small.
     return msgpack.packb(header, use_bin_type=True, use_single_float=True)
@@ -239,6 +242,11 @@ def parse_header(raw: bytes, minor: int, required: int = 0) -> Layout:
         raise QddHeaderError("header field 'upsample_filter' and required-feature bit 1 "
                              "disagree: the file is damaged")
 
+    chunk = header.get("chunk", 0)
+    if "chunk" in header and (not isinstance(chunk, int) or isinstance(chunk, bool)
+                              or not 1 <= chunk <= MAX_COUNT):
+        raise QddHeaderError(f"header field 'chunk' must be an integer in 1..2^40, got {chunk!r}")
+
     denorm = None
     if denorm_raw is not None:
         c = channels_of(shape)
@@ -258,7 +266,10 @@ def parse_header(raw: bytes, minor: int, required: int = 0) -> Layout:
         n=n, sample_shape=tuple(shape), bits=bits, group=group, codebook_dtype=cb_dtype,
         class_names=tuple(classes), denorm=denorm, sections=sections, header_len=len(raw),
         minor=minor, meta=meta, upsample=upsample, upsample_filter=upsample_filter,
+        chunk=chunk,
     )
+    if bool(chunk) != (layout.section("chunk_crcs") is not None):
+        raise QddLayoutError("header field 'chunk' and section 'chunk_crcs' must come together")
     check_section_lengths(layout)
     return layout
 

@@ -111,6 +111,11 @@ class QddFile:
         self.labels = self._load_labels()
         if self._src.in_memory:
             self._codes = np.frombuffer(self._section_view("codes"), dtype=np.uint8)
+        # Per-chunk checksums of the codes (FORMAT.md 4a): each chunk is checked when
+        # first read, so damaged samples are never returned even without verify().
+        self._chunk_crcs = (np.frombuffer(self._checked("chunk_crcs"), dtype=">u4")
+                            if layout.chunk else np.empty(0, dtype=">u4"))
+        self._chunk_ok = np.zeros(self._chunk_crcs.size, dtype=bool)
         if verify:
             self.verify()
 
@@ -171,8 +176,39 @@ class QddFile:
 
     # --------------------------------------------------------- codes & pickle
 
-    def _rows(self, start: int, stop: int) -> np.ndarray:
+    def _chunk_bytes(self, c: int) -> memoryview | bytes:
+        lay = self.layout
+        section = lay.section("codes")
+        assert section is not None
+        size = lay.sample_nbytes
+        first, last = c * lay.chunk, min(lay.n, (c + 1) * lay.chunk)
+        return self._read(lay.data_start + section.offset + first * size, (last - first) * size)
+
+    def damaged_chunks(self) -> list[int]:
+        """Indices of the chunks of samples whose checksum does not match (FORMAT.md 4a);
+        empty for a file without chunk checksums. Chunk c holds samples
+        [c * chunk, (c + 1) * chunk)."""
+        bad = [c for c in range(self._chunk_crcs.size)
+               if crc32c(self._chunk_bytes(c)) != int(self._chunk_crcs[c])]
+        self._chunk_ok[:] = True
+        self._chunk_ok[bad] = False
+        return bad
+
+    def _check_chunks(self, start: int, stop: int) -> None:
+        chunk = self.layout.chunk
+        for c in range(start // chunk, (stop - 1) // chunk + 1):
+            if not self._chunk_ok[c]:
+                if crc32c(self._chunk_bytes(c)) != int(self._chunk_crcs[c]):
+                    last = min(self.layout.n, (c + 1) * chunk) - 1
+                    raise QddChecksumError(
+                        f"checksum mismatch in chunk {c} of the codes (samples {c * chunk}.."
+                        f"{last}): the file is damaged")
+                self._chunk_ok[c] = True
+
+    def _rows(self, start: int, stop: int, check: bool = True) -> np.ndarray:
         """Packed samples [start, stop) as a (stop - start, bytes per sample) uint8 array."""
+        if check and self._chunk_crcs.size and stop > start:
+            self._check_chunks(start, stop)
         size = self.layout.sample_nbytes
         if self._codes is not None:
             return self._codes[start * size : stop * size].reshape(stop - start, size)
@@ -246,6 +282,11 @@ class QddFile:
         return self.layout.upsample_filter
 
     @property
+    def chunk(self) -> int:
+        """Samples per checksummed chunk of the codes (0: the file has no chunk CRCs)."""
+        return self.layout.chunk
+
+    @property
     def bits(self) -> int:
         return self.layout.bits
 
@@ -314,7 +355,10 @@ class QddFile:
         if ids[-1] - ids[0] == ids.size - 1 and (np.diff(ids) == 1).all():
             return self._rows(int(ids[0]), int(ids[-1]) + 1)  # a contiguous run: no gather
         if self._codes is not None:
-            return self._rows(0, self.layout.n)[ids]
+            if self._chunk_crcs.size:
+                for c in np.unique(ids // self.layout.chunk).tolist():
+                    self._check_chunks(c * self.layout.chunk, c * self.layout.chunk + 1)
+            return self._rows(0, self.layout.n, check=False)[ids]
         # Positioned reads: one read per run of consecutive indices, in sorted order.
         out = np.empty((ids.size, self.layout.sample_nbytes), dtype=np.uint8)
         order = np.argsort(ids, kind="stable")
@@ -414,6 +458,14 @@ class QddFile:
     def verify(self) -> None:
         """Check every section's checksum and every structural rule; raises QddFormatError."""
         for section in self.layout.sections:
+            if section.name == "codes" and self._chunk_crcs.size:
+                bad = self.damaged_chunks()
+                if bad:
+                    shown = ", ".join(map(str, bad[:20])) + (", ..." if len(bad) > 20 else "")
+                    raise QddChecksumError(
+                        f"checksum mismatch in {len(bad)} of {self._chunk_crcs.size} chunks of "
+                        f"the codes ({shown}; {self.layout.chunk} samples each): the file is "
+                        "damaged")
             self._check_crc(section)  # no lookup by name: a file may list 80k
         if self.layout.section("provenance") is not None:
             self.provenance  # noqa: B018 - decoding it is the check

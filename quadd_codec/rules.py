@@ -25,6 +25,11 @@ MINOR = 0
 UPSAMPLE_MINOR = 1
 #: Minor version of files that enlarge by linear interpolation (section 7b).
 LINEAR_MINOR = 2
+#: Minor version of files with per-chunk checksums of their codes (header `chunk`);
+#: an optional feature, so no required-feature bit: older readers ignore it.
+CHUNK_MINOR = 3
+#: Codes bytes per chunk that writers aim for when asked for chunk checksums.
+CHUNK_TARGET_BYTES = 64 << 10
 #: Required-feature bit 0: samples are stored at reduced resolution (header `upsample`).
 FEATURE_UPSAMPLE = 1
 #: Required-feature bit 1: they are enlarged by linear interpolation (`upsample_filter`).

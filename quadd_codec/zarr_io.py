@@ -89,6 +89,7 @@ def export_zarr(
             "sample_shape": list(lay.sample_shape),
             "upsample": lay.upsample,
             "upsample_filter": lay.upsample_filter,
+            "chunk": lay.chunk,
             "bits": lay.bits,
             "group": lay.group,
             "codebook_dtype": lay.codebook_dtype,
@@ -168,6 +169,7 @@ class QddArrays:
     extra_sections: list[tuple[str, bytes]] = field(default_factory=list)
     upsample: int = 1
     upsample_filter: str = "nearest"
+    chunk: int = 0
     recorded_size: int | None = None  # the exported file's size and CRC32C, if recorded
     recorded_crc: int | None = None
 
@@ -186,7 +188,7 @@ class QddArrays:
         """The `.qdd` file these arrays describe, as byte chunks."""
         spec = FileSpec(self.class_names, self.sample_shape, self.bits, self.group,
                         self.codebook_dtype, self.denorm, None, self.upsample,
-                        self.upsample_filter, self.meta)
+                        self.upsample_filter, self.meta, self.chunk)
         spec.sections(self.n)  # checks the sample count
         if self.bits == RAW_BITS:
             codebooks = b""
@@ -288,6 +290,7 @@ def _store_fields(attrs: Mapping[str, Any], where: str) -> dict[str, Any]:
             "minor": _store_minor(attrs.get("qdd_version", [MAJOR, 0]), where),
             "upsample": _int(attrs.get("upsample", 1), "upsample"),
             "upsample_filter": _str(attrs.get("upsample_filter", "nearest"), "upsample_filter"),
+            "chunk": _int(attrs.get("chunk", 0), "chunk"),
             "extra_sections": [(_str(name, "extra_sections"), _str(array_name, "extra_sections"))
                                for name, array_name in extra_raw],
         }
@@ -295,7 +298,7 @@ def _store_fields(attrs: Mapping[str, Any], where: str) -> dict[str, Any]:
             raise TypeError(f"more than {MAX_EXTRA_ARRAYS} extra sections")
         FileSpec(fields["class_names"], fields["sample_shape"], fields["bits"], fields["group"],
                  fields["codebook_dtype"], fields["denorm"], None, fields["upsample"],
-                 fields["upsample_filter"]).sections(fields["n"])
+                 fields["upsample_filter"], None, fields["chunk"]).sections(fields["n"])
     except QddFormatError:
         raise
     except QddValueError as exc:

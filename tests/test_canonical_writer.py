@@ -97,6 +97,12 @@ def write(v: dict) -> bytes:
         lab = np.load(VECTORS / f"{name}.labels.npy")
         labels = bitpack(lab, (k - 1).bit_length())
     sections = [("codebooks", codebooks), ("codes", code_bytes), ("labels", labels)]
+    chunk = v.get("chunk", 0)
+    if chunk:  # section 4a: CRC32C of each run of `chunk` samples, big-endian
+        step = chunk * (len(code_bytes) // n)
+        sections.append(("chunk_crcs", b"".join(
+            struct.pack(">I", crc32c(code_bytes[at : at + step]))
+            for at in range(0, len(code_bytes), step))))
     soft = VECTORS / f"{name}.soft_labels.npy"
     if soft.exists():
         sections.append(("soft_labels", np.load(soft).astype("<f4").tobytes()))
@@ -119,9 +125,11 @@ def write(v: dict) -> bytes:
         header["upsample"] = up
     if linear:
         header["upsample_filter"] = "linear"
+    if chunk:
+        header["chunk"] = chunk
     raw = pack(header)
     features = (1 if up != 1 else 0) | (2 if linear else 0)
-    minor = 2 if features & 2 else 1 if features & 1 else 0
+    minor = 3 if chunk else 2 if features & 2 else 1 if features & 1 else 0
     body = b"".join(data for _, data in sections)
     size = 24 + len(raw) + len(body) + 12
     prefix = b"\x89QDD\r\n\x1a\n" + struct.pack("<HHIII", 1, minor, features, len(raw),
