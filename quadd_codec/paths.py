@@ -111,8 +111,9 @@ def check_output(path: str | os.PathLike, force: bool = False,
     for source in inputs:
         if os.path.lexists(source) and same_file(source, shown):
             raise QddValueError(f"cannot write {shown}: it is the input; write elsewhere")
-        if os.path.isdir(source) and Path(source).resolve() in Path(shown).resolve().parents:
-            # e.g. a store's chunk file, which --force would overwrite mid-read
+        if (os.path.lexists(shown) and os.path.isdir(source)
+                and Path(source).resolve() in Path(shown).resolve().parents):
+            # A file of the input (a store's chunk, an image), which --force would replace.
             raise QddValueError(f"cannot write {shown}: it lies inside the input {source}; "
                                 "write elsewhere")
     if os.path.lexists(shown) and not force:
