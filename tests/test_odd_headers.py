@@ -105,3 +105,20 @@ def test_writers_refuse_a_header_over_the_cap():
     names = [f"{i:05d}" * 51 for i in range(5000)]  # 255-byte names: about 1.3 MB
     with pytest.raises(QddValueError, match="over the 1,048,576-byte cap"):
         FileSpec(names, (2,), 2).size(1)
+
+
+def test_levels_at_the_float32_extremes_give_no_overflow_warning():
+    # Low: the sortedness check subtracted neighbours, overflowing at -max, +max.
+    import warnings
+
+    import numpy as np
+
+    from quadd_codec import encode_qdd
+
+    big = np.float32(3.4028235e38)
+    levels = np.array([[-big, big]], np.float32)
+    data = b"".join(bytes(c) for c in encode_qdd(np.zeros((2, 3), np.uint8), levels, None, 1,
+                                                 "tensor", []))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert QddFile(data).read(0).tolist() == [-big, -big, -big]
