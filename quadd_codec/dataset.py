@@ -1,17 +1,48 @@
-"""`QddDataset`: a torch Dataset that dequantizes `.qdd` samples on the fly."""
+"""`QddDataset`: a torch Dataset that dequantizes `.qdd` samples on the fly, and
+`qdd_collate`, the DataLoader collate function that takes its batches without a copy."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from collections.abc import Sequence as SequenceABC
 from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+from torch.utils.data._utils.collate import default_collate
 
 from .errors import QddError
 from .reader import QddFile
+
+
+class QddBatch(SequenceABC):
+    """A batch from `QddDataset.__getitems__`: a sequence of (sample, label) pairs, as
+    DataLoader's default collate expects, that also holds the whole batch as two tensors
+    (`x`, `y`), which `qdd_collate` returns as they are instead of stacking copies."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.x, self.y = x, y
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    def __iter__(self):  # type: ignore[override]
+        return zip(self.x.unbind(0), self.y.tolist(), strict=True)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        return self.x[i], int(self.y[i])
+
+
+def qdd_collate(batch: Any) -> Any:
+    """DataLoader `collate_fn` for `QddDataset`: its batches as (x, y) tensors with no
+    copy; anything else goes to torch's default collate."""
+    if isinstance(batch, QddBatch):
+        return batch.x, batch.y
+    return default_collate(batch)
 
 
 class QddDataset(Dataset):
@@ -79,14 +110,16 @@ class QddDataset(Dataset):
             x = self.transform(x)
         return x, int(self.targets[index])
 
-    def __getitems__(self, indices: Sequence[int]) -> list[tuple[torch.Tensor, int]]:
+    def __getitems__(self, indices: Sequence[int]) -> QddBatch | list[tuple[torch.Tensor, int]]:
+        """The samples at `indices`, decoded in one call: a `QddBatch` (pass
+        `collate_fn=qdd_collate` to DataLoader to take it without a copy)."""
         self._raise_deferred()
         batch = torch.from_numpy(self.file.read(np.asarray(indices, dtype=np.int64),
                                                 self.denormalize))
-        labels = self.targets[torch.as_tensor(indices, dtype=torch.int64)].tolist()
+        labels = self.targets[torch.as_tensor(indices, dtype=torch.int64)]
         if self.transform is not None:
-            return [(self.transform(x), y) for x, y in zip(batch, labels, strict=True)]
-        return list(zip(batch.unbind(0), labels, strict=True))
+            return [(self.transform(x), y) for x, y in zip(batch, labels.tolist(), strict=True)]
+        return QddBatch(batch, labels)
 
     def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The whole set decoded at once: (float32 (n, *shape), int64 labels)."""
