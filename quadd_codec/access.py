@@ -152,7 +152,11 @@ def open_path(path: str, access: str = "auto") -> tuple[Source | Positioned, Ide
         if access == "auto":
             access = "memory" if identity.size <= IN_MEMORY_MAX else "pread"
         if access == "mmap":
-            return Mapped(fd, identity.size), identity, fd
+            try:
+                return Mapped(fd, identity.size), identity, fd
+            except OSError as exc:  # e.g. ENODEV on a file system that cannot map
+                raise QddValueError(f"cannot memory-map {path}: {exc.strerror or exc}; "
+                                    "open it with access='pread'") from None
         if access == "pread":
             return Positioned(fd, path, identity), identity, fd
         data = _pread(fd, 0, identity.size)

@@ -101,3 +101,18 @@ def test_fork_worker_reports_an_in_place_rewrite(files):
     _rewrite_in_place(b, a)
     with pytest.raises(QddChangedError, match="changed on disk"):
         next(iter(_loader(ds, "fork")))
+
+
+def test_a_file_that_cannot_be_mapped_names_its_path(files, monkeypatch):
+    # Low: mmap on a file system without mmap support failed with "No such device" alone.
+    import errno
+    import mmap
+
+    def nodev(*args, **kwargs):
+        raise OSError(errno.ENODEV, os.strerror(errno.ENODEV))
+
+    monkeypatch.setattr(mmap, "mmap", nodev)
+    a = files[0]
+    with pytest.raises(ValueError, match=f"cannot memory-map {a}: No such device"):
+        QddFile(a, access="mmap")
+    QddFile(a).close()  # the default never maps
