@@ -20,6 +20,7 @@ import numpy as np
 
 from .access import READ_PIECE, Identity, Positioned, Source, changed, open_path
 from .bitpack import unpack_stream
+from .coderows import CodeRows
 from .crc import crc32c
 from .dequantize import byte_tables, dequantize_rows
 from .errors import (
@@ -42,7 +43,7 @@ DEFAULT_STREAM_LIMIT = 4 << 30
 _READ_CHUNK_BYTES = 8 << 20
 
 
-class QddFile:
+class QddFile(CodeRows):
     """A validated `.qdd` file.
 
     `QddFile(path)` reads a file (`access`: "auto", "memory", "pread" or "mmap"; see
@@ -176,48 +177,6 @@ class QddFile:
 
     # --------------------------------------------------------- codes & pickle
 
-    def _chunk_bytes(self, c: int) -> memoryview | bytes:
-        lay = self.layout
-        section = lay.section("codes")
-        assert section is not None
-        size = lay.sample_nbytes
-        first, last = c * lay.chunk, min(lay.n, (c + 1) * lay.chunk)
-        return self._read(lay.data_start + section.offset + first * size, (last - first) * size)
-
-    def damaged_chunks(self) -> list[int]:
-        """Indices of the chunks of samples whose checksum does not match (FORMAT.md 4a);
-        empty for a file without chunk checksums. Chunk c holds samples
-        [c * chunk, (c + 1) * chunk)."""
-        bad = [c for c in range(self._chunk_crcs.size)
-               if crc32c(self._chunk_bytes(c)) != int(self._chunk_crcs[c])]
-        self._chunk_ok[:] = True
-        self._chunk_ok[bad] = False
-        return bad
-
-    def _check_chunks(self, start: int, stop: int) -> None:
-        chunk = self.layout.chunk
-        for c in range(start // chunk, (stop - 1) // chunk + 1):
-            if not self._chunk_ok[c]:
-                if crc32c(self._chunk_bytes(c)) != int(self._chunk_crcs[c]):
-                    last = min(self.layout.n, (c + 1) * chunk) - 1
-                    raise QddChecksumError(
-                        f"checksum mismatch in chunk {c} of the codes (samples {c * chunk}.."
-                        f"{last}): the file is damaged")
-                self._chunk_ok[c] = True
-
-    def _rows(self, start: int, stop: int, check: bool = True) -> np.ndarray:
-        """Packed samples [start, stop) as a (stop - start, bytes per sample) uint8 array."""
-        if check and self._chunk_crcs.size and stop > start:
-            self._check_chunks(start, stop)
-        size = self.layout.sample_nbytes
-        if self._codes is not None:
-            return self._codes[start * size : stop * size].reshape(stop - start, size)
-        section = self.layout.section("codes")
-        assert section is not None
-        at = self.layout.data_start + section.offset + start * size
-        data = self._read(at, (stop - start) * size)
-        return np.frombuffer(data, dtype=np.uint8).reshape(stop - start, size)
-
     def __getstate__(self) -> dict[str, Any]:
         if self.path is None:
             assert self._src is not None
@@ -348,27 +307,6 @@ class QddFile:
         """The packed bytes of sample k (read-only)."""
         k = int(self._ids(k)[0])
         return self._rows(k, k + 1)[0]
-
-    def _raw_rows(self, ids: np.ndarray) -> np.ndarray:
-        if not ids.size:
-            return np.empty((0, self.layout.sample_nbytes), dtype=np.uint8)
-        if ids[-1] - ids[0] == ids.size - 1 and (np.diff(ids) == 1).all():
-            return self._rows(int(ids[0]), int(ids[-1]) + 1)  # a contiguous run: no gather
-        if self._codes is not None:
-            if self._chunk_crcs.size:
-                for c in np.unique(ids // self.layout.chunk).tolist():
-                    self._check_chunks(c * self.layout.chunk, c * self.layout.chunk + 1)
-            return self._rows(0, self.layout.n, check=False)[ids]
-        # Positioned reads: one read per run of consecutive indices, in sorted order.
-        out = np.empty((ids.size, self.layout.sample_nbytes), dtype=np.uint8)
-        order = np.argsort(ids, kind="stable")
-        ordered = ids[order]
-        breaks = np.flatnonzero(np.diff(ordered) != 1) + 1
-        at = 0
-        for run in np.split(ordered, breaks):
-            out[order[at : at + run.size]] = self._rows(int(run[0]), int(run[-1]) + 1)
-            at += run.size
-        return out
 
     def indices(self, key: int | slice | Iterable[int] | np.ndarray) -> np.ndarray:
         """Level indices (uint8, shape (m, *stored_shape)) of the selected samples."""
