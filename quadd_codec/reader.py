@@ -326,7 +326,14 @@ class QddFile(CodeRows):
         With `denormalize`, values are mapped to the source value space with the file's
         per-channel scale and offset (float32 multiply, then float32 add). A file stored
         at reduced resolution is upsampled last, with its filter (FORMAT.md 7a, 7b).
+        A value that overflows float32 is infinite, as IEEE 754 and FORMAT.md 7 say,
+        without a RuntimeWarning line.
         """
+        with np.errstate(over="ignore", invalid="ignore"):
+            return self._decode(key, denormalize)
+
+    def _decode(self, key: int | slice | Iterable[int] | np.ndarray,
+                denormalize: bool) -> np.ndarray:
         lay = self.layout
         ids = self._ids(key)
         raw = self._raw_rows(ids)

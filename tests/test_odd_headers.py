@@ -122,3 +122,23 @@ def test_levels_at_the_float32_extremes_give_no_overflow_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert QddFile(data).read(0).tolist() == [-big, -big, -big]
+
+
+def test_denormalized_overflow_is_infinite_without_a_warning():
+    # Low (found by the fuzzer): float32 overflow in the de-normalization printed
+    # "RuntimeWarning: overflow encountered in multiply"; FORMAT.md 7 gives inf.
+    import warnings
+
+    import numpy as np
+
+    from quadd_codec import Denorm, encode_qdd
+
+    big = np.float32(3e38)
+    levels = np.array([[-big, big]], np.float32)
+    for group, shape in (("sample-channel", (2, 3)), ("tensor", (2, 3))):
+        data = b"".join(bytes(c) for c in encode_qdd(
+            np.ones((1, *shape), np.uint8), np.repeat(levels, 2 if group != "tensor" else 1, 0),
+            None, 1, group, [], denorm=Denorm([4.0, 4.0], [0.0, 0.0])))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert np.isinf(QddFile(data).read_all(denormalize=True)).all()
