@@ -214,11 +214,12 @@ class QddArrays:
 def import_zarr(store_path: str | os.PathLike) -> QddArrays:
     """Read a store written by `export_zarr` back into arrays (checked for consistency).
 
-    Every array's declared shape and type is checked against the store's attributes, and
-    their total size against the exported file's size, before any array is read: a
-    store's metadata can declare any shape, and reading it would allocate all of it.
-    The store's arrays must be uncompressed (as `export_zarr` writes them) and hold on
-    disk the bytes they declare; no link is followed (`quadd_codec.zarr_guard`).
+    Every array's declared shape and type is checked against the store's attributes
+    before any array is read, and its size against what the store really holds: a
+    store's metadata can declare any shape, and reading it would allocate all of it. The
+    arrays must be uncompressed (as `export_zarr` writes them) and hold on disk the bytes
+    they declare, together within the free memory; no link is followed
+    (`quadd_codec.zarr_guard`). The store's own `file_size` bounds nothing.
     """
     import zarr
 
