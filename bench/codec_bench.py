@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from quadd_codec import Denorm, QddDataset, QddFile, encode_qdd, quantize_array, write_qdd  # noqa: E402
+from quadd_codec.dataset import qdd_collate  # noqa: E402
 from quadd_codec.dequantize import byte_tables, dequantize_rows  # noqa: E402
 
 CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
@@ -285,7 +286,9 @@ def bench_loader(x: np.ndarray, images: np.ndarray, labels: np.ndarray, tmp: Pat
         decoded, targets = qds.tensors()
         tds = TensorDataset(decoded, targets)
         g = torch.Generator().manual_seed(0)
-        q_loader = DataLoader(qds, batch_size=BATCH, shuffle=True, num_workers=0, generator=g)
+        # qdd_collate takes each decoded batch as it is: no per-sample stack copy.
+        q_loader = DataLoader(qds, batch_size=BATCH, shuffle=True, num_workers=0, generator=g,
+                              collate_fn=qdd_collate)
         t_loader = DataLoader(tds, batch_size=BATCH, shuffle=True, num_workers=0, generator=g)
         cands = {"qdd": lambda q=q_loader: _epoch(q), "tensor": lambda t=t_loader: _epoch(t)}
         if bits == bit_list[0]:

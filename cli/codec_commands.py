@@ -16,7 +16,7 @@ import click
 
 from quadd_codec.rules import CODEBOOKS, GROUPS, MAX_UPSAMPLE, UPSAMPLE_FILTERS, check_bits
 
-from .output import force_opt
+from .output import force_opt, json_ready
 
 __all__ = ["decode_command", "encode_command", "import_command", "inspect_command",
            "verify_command"]
@@ -57,8 +57,15 @@ def _open_qdd(source: str, verify: bool) -> Any:
     from quadd_codec import QddFile
 
     if source == _STDIN:
-        # A pipe can't be mapped: the reader streams it and checks every checksum.
-        return QddFile(sys.stdin.buffer)
+        from quadd_codec import QddTruncatedError
+        from quadd_codec.header import read_stream
+        from quadd_codec.reader import DEFAULT_STREAM_LIMIT
+
+        # Read to the trailer, every size checked against the header before reading on.
+        data = read_stream(sys.stdin.buffer, DEFAULT_STREAM_LIMIT)
+        if sys.stdin.buffer.read(1):  # FORMAT.md section 8: no bytes after the trailer
+            raise QddTruncatedError("<stdin> has trailing bytes after the end of the file")
+        return QddFile(data, verify=verify)
     return QddFile(source, verify=verify)
 
 
@@ -113,11 +120,15 @@ def _check_output(output: Path, kind: str, force: bool, source: str | Path) -> N
               show_default=True,
               help="How readers enlarge --upsample images: repeat each value (nearest) or "
                    "interpolate bilinearly (linear, .qdd 1.2).")
+@click.option("--chunk-checksums", is_flag=True,
+              help="Add a CRC32C per chunk of about 64 KiB of samples (.qdd 1.3): readers "
+                   "check each chunk when first read, and `quadd verify --json` names "
+                   "damaged chunks.")
 @force_opt
 @_progress_option
 def encode_command(source: Path, output: Path, bits: int, codebook: str, group: str,
-                   codebook_dtype: str, upsample: int, upsample_filter: str, force: bool,
-                   progress: bool | None) -> None:
+                   codebook_dtype: str, upsample: int, upsample_filter: str,
+                   chunk_checksums: bool, force: bool, progress: bool | None) -> None:
     """Quantize IN and write it as a bit-packed .qdd file.
 
     IN is a .npz (x, optional y and classes), a .npy (x only), a zarr store (group with
@@ -141,14 +152,21 @@ def encode_command(source: Path, output: Path, bits: int, codebook: str, group: 
     n, decoded_shape, decoded_values = x.shape[0], x.shape[1:], x.size
     x = downsample_mean(x, upsample)
     if bits == 32:
-        codes, levels = x, None
+        # No codebooks: group and level type mean nothing; FORMAT.md 10 fixes the values.
+        codes, levels, group, codebook_dtype = x, None, "tensor", "f4"
     else:
         codes, levels = quantize_array(x, bits, codebook, group, codebook_dtype)
+    chunk = 0
+    if chunk_checksums:
+        from quadd_codec.layout import sample_nbytes
+        from quadd_codec.rules import CHUNK_TARGET_BYTES
+
+        chunk = max(1, CHUNK_TARGET_BYTES // sample_nbytes(math.prod(x.shape[1:]), bits))
     with tqdm(total=n, desc="packing", unit="sample", disable=not show, leave=False,
               file=sys.stderr) as bar:
         size = write_qdd(output, codes, levels, y, bits, group, class_names,
                          codebook_dtype=codebook_dtype, progress=bar.update, upsample=upsample,
-                         upsample_filter=upsample_filter)
+                         upsample_filter=upsample_filter, chunk=chunk)
     in_bytes = input_nbytes(source)
     stored = f" (stored as {_shape(x.shape[1:])})" if upsample > 1 else ""
     click.echo(
@@ -269,7 +287,7 @@ def inspect_info(f: Any, label: str) -> dict[str, Any]:
         "extra_sections": extras,
         "bits_per_value": lay.file_size * 8 / values if values else None,
         "compression_vs_float32": values * 4 / lay.file_size,
-        "meta": lay.meta or None,
+        "meta": json_ready(lay.meta) if lay.meta else None,
     }
 
 
@@ -325,10 +343,37 @@ def inspect_command(source: str, as_json: bool) -> None:
 # ------------------------------------------------------------------------ verify
 
 
+def verify_report(source: str) -> dict[str, Any]:
+    """What `quadd verify --json` prints: whether the file is sound, and for a file with
+    chunk checksums which chunks of samples are damaged (to fetch just those again)."""
+    from quadd_codec import QddError
+
+    report: dict[str, Any] = {"path": _label(source), "ok": False, "error": None,
+                              "chunk_samples": None, "chunks": None, "damaged_chunks": None}
+    try:
+        with _open_qdd(source, verify=False) as f:
+            if f.chunk:
+                report.update(chunk_samples=f.chunk, chunks=f.layout.chunks,
+                              damaged_chunks=f.damaged_chunks())
+            f.verify()
+            report.update(ok=True, n=f.n, file_size=f.file_size)
+    except QddError as exc:
+        report["error"] = str(exc)
+    return report
+
+
 @click.command("verify")
 @click.argument("source", metavar="IN.qdd", type=click.Path(allow_dash=True))
-def verify_command(source: str) -> None:
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON object (ok, error, damaged_chunks); exit 1 if not ok.")
+def verify_command(source: str, as_json: bool) -> None:
     """Check every checksum and structural rule of IN.qdd ("-" reads stdin)."""
+    if as_json:
+        report = verify_report(source)
+        click.echo(json.dumps(report))
+        if not report["ok"]:
+            sys.exit(1)
+        return
     with _open_qdd(source, verify=True) as f:
         click.echo(
             f"OK {_label(source)}: {f.n} samples of {_shape(f.sample_shape)}, {f.bits} bits, "
@@ -345,11 +390,14 @@ def import_command(source: Path, output: Path, force: bool) -> None:
     """Rebuild the .qdd file that `quadd decode -o IN.zarr` exported, byte for byte.
 
     Fails (exit 1) if the store was modified: the rebuilt bytes must match the size and
-    CRC32C of the exported file, which the store records.
+    CRC32C of the exported file, which the store records (a store that records none is
+    rebuilt but not called identical).
     """
     from quadd_codec.zarr_io import zarr_to_qdd
 
     _check_output(output, "qdd", force, source)
-    size = zarr_to_qdd(source, output)
-    click.echo(f"wrote {output}: {size:,} bytes, identical to the exported file")
+    size, checked = zarr_to_qdd(source, output)
+    click.echo(f"wrote {output}: {size:,} bytes, identical to the exported file" if checked
+               else f"wrote {output}: {size:,} bytes; not checked against the exported file "
+               "(the store records no file_crc32c)")
 

@@ -106,6 +106,30 @@ def missing_extra(exc: ModuleNotFoundError, command: str) -> str | None:
     return f"{command} needs {what}: pip install 'quadd[{extra}]'"
 
 
+EXIT_TERMINATED = 128 + 15
+
+
+@contextlib.contextmanager
+def _terminate_as_exit() -> Any:
+    """SIGTERM (`kill`, a job scheduler's stop) unwinds like Ctrl-C, so writers delete
+    their temp files and folders; by default Python would die on the spot."""
+    import signal
+
+    def stop(signum: int, frame: Any) -> None:
+        click.echo("quadd: terminated", err=True)
+        raise SystemExit(EXIT_TERMINATED)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread: signals cannot be caught here
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 class QuaddGroup(click.Group):
     """A click group whose subcommands all fail the same way (see module docstring)."""
 
@@ -118,7 +142,8 @@ class QuaddGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return run_guarded(super().invoke, ctx)
+            with _terminate_as_exit():
+                return run_guarded(super().invoke, ctx)
         except ModuleNotFoundError as exc:
             name = ctx.meta.get("quadd.command")
             message = missing_extra(exc, f"{ctx.command_path} {name}" if name else

@@ -31,3 +31,24 @@ def json_line(record: dict[str, Any]) -> str:
         return v
 
     return json.dumps(clean(record), allow_nan=False)
+
+
+def json_ready(value: Any, depth: int = 32) -> Any:
+    """`value` (a decoded msgpack value from a file) in a form `json.dumps` always takes:
+    keys that are not strings and bytes become text, nesting deeper than `depth` becomes
+    the string "...". A file's free-form `meta` may hold anything msgpack can."""
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict | list | tuple) and depth <= 0:
+        return "..."
+    if isinstance(value, dict):
+        return {(k if isinstance(k, str) else
+                 k.decode("utf-8", "backslashreplace") if isinstance(k, bytes) else repr(k)):
+                json_ready(v, depth - 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_ready(v, depth - 1) for v in value]
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return repr(value)

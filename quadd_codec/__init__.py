@@ -10,6 +10,7 @@ from typing import Any
 from .bitpack import pack_rows, packed_nbytes, unpack_rows
 from .codebook import fit_levels, quantize, quantize_array
 from .errors import (
+    QddChangedError,
     QddChecksumError,
     QddError,
     QddFeatureError,
@@ -49,7 +50,7 @@ from .writer import encode_qdd, write_qdd
 
 __all__ = [
     "CODEBOOKS", "GROUPS", "MAJOR", "MAX_CLASSES", "MINOR", "RAW_BITS", "UPSAMPLE_FILTERS",
-    "Denorm", "FileSpec", "QddChecksumError", "QddError", "QddFeatureError",
+    "Denorm", "FileSpec", "QddChangedError", "QddChecksumError", "QddError", "QddFeatureError",
     "QddFile", "QddFormatError", "QddHeaderError", "QddLayoutError", "QddSignatureError",
     "QddTruncatedError", "QddValueError", "QddVersionError", "atomic_write", "check_bits",
     "check_labels", "downsample_mean", "encode_qdd", "encoded_size", "fit_levels",

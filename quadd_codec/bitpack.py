@@ -14,8 +14,8 @@ import numpy as np
 
 from .errors import QddValueError
 
-#: Rows packed per chunk, sized so the bit-plane temporary stays near 64 MiB.
-_PACK_CHUNK_BITS = 1 << 26
+#: Rows packed per chunk, sized so the bit-plane temporaries stay near 24 MiB.
+_PACK_CHUNK_BITS = 1 << 23
 
 
 def packed_nbytes(count: int, bits: int) -> int:

@@ -27,8 +27,8 @@ __all__ = ["KMEANS_ITERS", "KMEANS_MAX_SAMPLES", "fit_levels", "kmeans_levels", 
 #: while staying deterministic.
 KMEANS_MAX_SAMPLES = 1 << 20
 KMEANS_ITERS = 30
-#: Samples quantized per chunk, bounding the float64 temporaries.
-_QUANT_CHUNK_VALUES = 1 << 24
+#: Values quantized per step: its float64 and int64 temporaries take 16 bytes each.
+_QUANT_CHUNK_VALUES = 1 << 20
 #: Above this many level tables, `_nearest` searches all rows at once instead of one by one.
 _ROWWISE_MAX_GROUPS = 64
 

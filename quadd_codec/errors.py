@@ -45,3 +45,7 @@ class QddLayoutError(QddFormatError):
 
 class QddValueError(QddError, ValueError):
     """Arguments given to the writer or codec are invalid (not a file problem)."""
+
+
+class QddChangedError(QddFormatError):
+    """The file changed on disk while a reader was using it (size, inode or mtime)."""

@@ -25,14 +25,16 @@ import numpy as np
 from .crc import crc32c
 from .errors import QddValueError
 from .header import build_header, pack_prefix, pack_trailer
-from .layout import provenance_bytes, section_plan
+from .layout import provenance_bytes, sample_nbytes, section_plan
 from .paths import atomic_write
-from .payloads import code_chunks, codebook_bytes, label_bytes, soft_label_bytes
+from .payloads import chunk_crc_bytes, code_chunks, codebook_bytes, label_bytes, soft_label_bytes
 from .rules import (
+    CHUNK_MINOR,
     FEATURE_LINEAR,
     FEATURE_UPSAMPLE,
     LINEAR_MINOR,
     MAX_COUNT,
+    MAX_HEADER_BYTES,
     MAX_NDIM,
     MINOR,
     PREFIX_SIZE,
@@ -44,6 +46,7 @@ from .rules import (
     check_class_names,
     check_codebook_dtype,
     check_group,
+    meta_problem,
     upsample_problem,
 )
 
@@ -66,6 +69,7 @@ class FileSpec:
     upsample: int = 1
     upsample_filter: str = "nearest"
     meta: Mapping[str, Any] | None = None
+    chunk: int = 0  # samples per checksummed chunk of codes (FORMAT.md 4a); 0: none
     _provenance_bytes: bytes | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -89,6 +93,13 @@ class FileSpec:
         problem = upsample_problem(self.upsample, shape, self.upsample_filter)
         if problem:
             raise QddValueError(problem)
+        if not isinstance(self.chunk, int) or isinstance(self.chunk, bool) or \
+                not 0 <= self.chunk <= MAX_COUNT:
+            raise QddValueError(f"chunk must be a sample count in 0..2^40, got {self.chunk!r}")
+        if self.meta is not None:
+            problem = meta_problem(dict(self.meta))
+            if problem:
+                raise QddValueError(problem)
         set_(self, "_provenance_bytes", provenance_bytes(self.provenance))
 
     # ------------------------------------------------------------------- sizes
@@ -97,18 +108,23 @@ class FileSpec:
         """(name, length) of every section a file of `n` samples holds, in file order."""
         _check_count(n)
         return section_plan(n, self.sample_shape, self.bits, self.group, self.codebook_dtype,
-                            self.class_names, self._provenance_bytes, soft_labels)
+                            self.class_names, self._provenance_bytes, soft_labels, self.chunk)
 
     def header(self, n: int, sections: Sequence[tuple[str, int]],
                crcs: Mapping[str, int] | None = None) -> bytes:
         """The msgpack header of a file of `n` samples with these sections; its length
         never depends on the CRCs."""
-        return build_header(
+        header = build_header(
             n=n, sample_shape=self.sample_shape, bits=self.bits, group=self.group,
             codebook_dtype=self.codebook_dtype, class_names=self.class_names,
             denorm=self.denorm, section_lengths=sections, crcs=crcs, meta=self.meta,
-            upsample=self.upsample, upsample_filter=self.upsample_filter,
+            upsample=self.upsample, upsample_filter=self.upsample_filter, chunk=self.chunk,
         )
+        if len(header) > MAX_HEADER_BYTES:  # every reader refuses it (FORMAT.md 3)
+            raise QddValueError(
+                f"the header would be {len(header):,} bytes, over the {MAX_HEADER_BYTES:,}-byte "
+                f"cap: {len(self.class_names):,} class names (and meta) are too long")
+        return header
 
     def size(self, n: int, soft_labels: bool = False) -> int:
         """Exact size in bytes of the file of `n` samples that `write` produces."""
@@ -161,6 +177,9 @@ class FileSpec:
             "codes": code_chunks(codes, self.bits, progress),
             "labels": [label_bytes(labels, n, k)],
         }
+        if self.chunk:
+            size = sample_nbytes(math.prod(self.sample_shape), self.bits)
+            payloads["chunk_crcs"] = [chunk_crc_bytes(payloads["codes"], self.chunk * size)]
         soft = soft_label_bytes(soft_labels, n, k)
         if soft is not None:
             payloads["soft_labels"] = [soft]
@@ -197,6 +216,8 @@ class FileSpec:
         if self.upsample_filter == "linear":
             required |= FEATURE_LINEAR
             minor = max(minor, LINEAR_MINOR)
+        if self.chunk:
+            minor = max(minor, CHUNK_MINOR)
         out: Chunks = [pack_prefix(header, crc32c(header), minor, required), header]
         for _, chunks in sections:
             out.extend(chunks)

@@ -53,6 +53,8 @@ from .rules import (
 )
 
 _CRC_PLACEHOLDER = b"\x00\x00\x00\x00"
+#: Largest finite float32: a header float beyond it would round to infinity.
+_F32_MAX = 3.4028234663852886e38
 #: Bytes read from a stream per call.
 _STREAM_CHUNK = 1 << 20
 
@@ -71,6 +73,7 @@ def build_header(
     meta: Mapping[str, Any] | None = None,
     upsample: int = 1,
     upsample_filter: str = "nearest",
+    chunk: int = 0,
 ) -> bytes:
     """msgpack header bytes. Sizes never depend on CRC values (always 4-byte bin)."""
     sections = []
@@ -99,6 +102,8 @@ def build_header(
         header["upsample"] = int(upsample)
     if upsample_filter != UPSAMPLE_FILTERS[0]:
         header["upsample_filter"] = upsample_filter
+    if chunk:
+        header["chunk"] = int(chunk)
     # Single floats: the de-normalization constants are float32 values, and 5 bytes
     # each instead of 9 keeps the container overhead small.
     return msgpack.packb(header, use_bin_type=True, use_single_float=True)
@@ -168,9 +173,17 @@ def parse_header(raw: bytes, minor: int, required: int = 0) -> Layout:
     bit must agree."""
     try:
         # unpackb caps every string, array and map length by len(raw): no blow-up.
-        header = msgpack.unpackb(raw, raw=False, strict_map_key=True, use_list=True)
+        header = msgpack.unpackb(raw, raw=False, strict_map_key=True, use_list=True,
+                                 object_pairs_hook=_unique_map)
+    except _DuplicateKey as exc:
+        raise QddHeaderError(f"header map has the key {exc.args[0]!r:.60} twice") from None
+    except msgpack.ExtraData:
+        raise QddHeaderError("header has bytes after its msgpack map") from None
+    except msgpack.StackError:
+        raise QddHeaderError("header is not valid msgpack: nested too deep") from None
     except Exception as exc:  # msgpack raises many unrelated types on garbage
-        raise QddHeaderError(f"header is not valid msgpack: {exc}") from None
+        why = str(exc) or type(exc).__name__
+        raise QddHeaderError(f"header is not valid msgpack: {why}") from None
     if not isinstance(header, dict):
         raise QddHeaderError("header must be a msgpack map")
 
@@ -229,15 +242,22 @@ def parse_header(raw: bytes, minor: int, required: int = 0) -> Layout:
         raise QddHeaderError("header field 'upsample_filter' and required-feature bit 1 "
                              "disagree: the file is damaged")
 
+    chunk = header.get("chunk", 0)
+    if "chunk" in header and (not isinstance(chunk, int) or isinstance(chunk, bool)
+                              or not 1 <= chunk <= MAX_COUNT):
+        raise QddHeaderError(f"header field 'chunk' must be an integer in 1..2^40, got {chunk!r}")
+
     denorm = None
     if denorm_raw is not None:
         c = channels_of(shape)
         if not (
             isinstance(denorm_raw, list) and len(denorm_raw) == 2
             and all(isinstance(part, list) and len(part) == c for part in denorm_raw)
-            and all(isinstance(v, float) and math.isfinite(v) for part in denorm_raw for v in part)
+            and all(isinstance(v, float) and math.isfinite(v) and abs(v) <= _F32_MAX
+                    for part in denorm_raw for v in part)
         ):
-            raise QddHeaderError(f"denorm must be [scale, offset], each {c} finite floats")
+            raise QddHeaderError(
+                f"denorm must be [scale, offset], each {c} finite floats in float32 range")
         scale, offset = denorm_raw
         denorm = Denorm(scale, offset)
 
@@ -246,9 +266,27 @@ def parse_header(raw: bytes, minor: int, required: int = 0) -> Layout:
         n=n, sample_shape=tuple(shape), bits=bits, group=group, codebook_dtype=cb_dtype,
         class_names=tuple(classes), denorm=denorm, sections=sections, header_len=len(raw),
         minor=minor, meta=meta, upsample=upsample, upsample_filter=upsample_filter,
+        chunk=chunk,
     )
+    if bool(chunk) != (layout.section("chunk_crcs") is not None):
+        raise QddLayoutError("header field 'chunk' and section 'chunk_crcs' must come together")
     check_section_lengths(layout)
     return layout
+
+
+class _DuplicateKey(Exception):
+    pass
+
+
+def _unique_map(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
+    """A msgpack map as a dict, refusing a key that appears twice (FORMAT.md section 3):
+    readers that keep the first and readers that keep the last would disagree."""
+    out: dict[Any, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
 
 
 def _parse_sections(raw: list) -> tuple[Section, ...]:

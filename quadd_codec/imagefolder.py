@@ -10,9 +10,13 @@ class names.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import hashlib
+import math
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -21,9 +25,11 @@ from urllib.parse import quote, unquote
 import numpy as np
 
 from .errors import QddValueError
-from .paths import check_output_dir, is_about, write_error
+from .paths import check_output_dir, clean_stale, fsync_dir, is_about, temp_prefix, write_error
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+#: Most pixels one image may declare; a PNG of a few kilobytes can declare billions.
+MAX_IMAGE_PIXELS = 1 << 26
 #: Pillow mode -> (mode decoded to, channels). Modes not listed are refused by name.
 _MODES = {"1": ("L", 1), "L": ("L", 1), "LA": ("LA", 2), "RGB": ("RGB", 3),
           "RGBA": ("RGBA", 4), "P": ("RGB", 3), "PA": ("RGBA", 4)}
@@ -115,6 +121,11 @@ def _decode_image(path: Path) -> np.ndarray:
     from PIL import Image
 
     with Image.open(path) as img:
+        # The header alone gives the size: refuse a decompression bomb before decoding.
+        width, height = img.size
+        if width * height > MAX_IMAGE_PIXELS:
+            raise QddValueError(f"{path}: image declares {width}x{height} pixels, over the "
+                                f"{MAX_IMAGE_PIXELS:,}-pixel limit (a decompression bomb?)")
         if img.mode not in _MODES:
             raise QddValueError(
                 f"{path}: unsupported image mode {img.mode!r}; use 8-bit L, LA, RGB, RGBA or P"
@@ -156,6 +167,7 @@ def read_image_folder(
         hwc = img.shape
         if x is None:
             first = path
+            _check_fits(root, len(files), hwc, 1 if as_uint8 else 4)
             x = np.empty((len(files), hwc[2], hwc[0], hwc[1]),
                          dtype=np.uint8 if as_uint8 else np.float32)
         elif hwc != (x.shape[2], x.shape[3], x.shape[1]):
@@ -169,6 +181,20 @@ def read_image_folder(
     if not as_uint8:
         x /= 255.0
     return x, y, class_names
+
+
+def _check_fits(root: str | os.PathLike, count: int, hwc: tuple[int, ...],
+                itemsize: int) -> None:
+    """Refuse a folder whose images, all the size of the first, would not fit in the
+    free memory: the array for all of them is allocated before the rest are read."""
+    from .zarr_guard import host_available_memory
+
+    need = count * math.prod(hwc) * itemsize
+    free = host_available_memory()
+    if free is not None and need > free:
+        raise QddValueError(
+            f"{root}: {count:,} images of {hwc[1]}x{hwc[0]}x{hwc[2]} need "
+            f"{need / 2**30:.1f} GiB, more than the {free / 2**30:.1f} GiB free")
 
 
 # ------------------------------------------------------------------------ writing
@@ -251,8 +277,9 @@ def atomic_directory(target: str | os.PathLike, replace: bool = False) -> Iterat
     shown = os.fspath(target)
     parent = check_output_dir(shown, replace)
     target = Path(shown)
+    clean_stale(shown)
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent))
+        tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(shown), suffix=".tmp", dir=parent))
     except OSError as exc:
         raise write_error(shown, exc) from None
     try:
@@ -262,6 +289,7 @@ def atomic_directory(target: str | os.PathLike, replace: bool = False) -> Iterat
             os.replace(tmp, target)
         else:
             _swap_in(tmp, target, parent)
+        fsync_dir(parent)
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(exc, OSError) and is_about(exc, tmp, shown):
@@ -269,9 +297,35 @@ def atomic_directory(target: str | os.PathLike, replace: bool = False) -> Iterat
         raise
 
 
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one atomic step (Linux renameat2 RENAME_EXCHANGE); False where
+    the system or file system cannot."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), os.fspath(b))
+
+
 def _swap_in(tmp: Path, target: Path, parent: str) -> None:
-    """Replace the existing tree `target` by `tmp`, keeping the old one until it is done."""
-    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=parent))
+    """Replace the existing tree `target` by `tmp`. Where the system can, the two trade
+    places atomically, so no moment leaves `target` missing; the old tree, now at `tmp`,
+    is deleted after (or, if the process is killed first, by the next writer:
+    `paths.clean_stale`). Elsewhere the old tree is moved aside, the new one renamed in."""
+    if _exchange(tmp, target):
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
+    old = Path(tempfile.mkdtemp(prefix=temp_prefix(os.fspath(target)), suffix=".old",
+                                dir=parent))
     try:
         os.replace(target, old / "tree")
     except BaseException:

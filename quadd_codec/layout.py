@@ -27,11 +27,11 @@ from .rules import (
 )
 
 __all__ = ["EXTRA_SECTIONS", "REQUIRED_SECTIONS", "Layout", "Section", "check_section_lengths",
-           "extra_length", "label_bits", "provenance_bytes", "required_lengths",
+           "chunk_count", "extra_length", "label_bits", "provenance_bytes", "required_lengths",
            "sample_nbytes", "section_plan"]
 
 REQUIRED_SECTIONS = ("codebooks", "codes", "labels")
-EXTRA_SECTIONS = ("soft_labels", "provenance")
+EXTRA_SECTIONS = ("chunk_crcs", "soft_labels", "provenance")
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,12 @@ class Layout:
     meta: dict[str, Any] = field(default_factory=dict)
     upsample: int = 1  # integer factor on the last two axes; 1: stored at full size
     upsample_filter: str = "nearest"  # how that enlargement is computed (sections 7a, 7b)
+    chunk: int = 0  # samples per checksummed chunk of the codes section; 0: none
+
+    @property
+    def chunks(self) -> int:
+        """How many checksummed chunks the codes section has (0 without `chunk`)."""
+        return chunk_count(self.n, self.chunk)
 
     @property
     def values_per_sample(self) -> int:
@@ -104,6 +110,10 @@ class Layout:
         return None
 
 
+def chunk_count(n: int, chunk: int) -> int:
+    return -(-n // chunk) if chunk else 0
+
+
 def label_bits(num_classes: int) -> int:
     """Bits per packed label: ceil(log2 K); 0 when K <= 1 (nothing to tell apart)."""
     return max(0, (num_classes - 1).bit_length())
@@ -137,10 +147,12 @@ def required_lengths(
     }
 
 
-def extra_length(name: str, n: int, num_classes: int) -> int | None:
+def extra_length(name: str, n: int, num_classes: int, chunk: int = 0) -> int | None:
     """Fixed length of a known extra section, or None when its length is free-form."""
     if name == "soft_labels":
         return n * num_classes * 4
+    if name == "chunk_crcs":
+        return 4 * chunk_count(n, chunk)
     return None
 
 
@@ -162,10 +174,13 @@ def section_plan(
     class_names: Sequence[str],
     provenance: bytes | None,
     soft_labels: bool,
+    chunk: int = 0,
 ) -> list[tuple[str, int]]:
     """(name, length) of every section the writer emits, in file order."""
     lengths = required_lengths(n, sample_shape, bits, group, codebook_dtype, len(class_names))
     plan = [(name, lengths[name]) for name in REQUIRED_SECTIONS]
+    if chunk:
+        plan.append(("chunk_crcs", 4 * chunk_count(n, chunk)))
     if soft_labels:
         plan.append(("soft_labels", n * len(class_names) * 4))
     if provenance is not None:
@@ -182,7 +197,8 @@ def check_section_lengths(layout: Layout) -> None:
     for section in layout.sections:
         expected = want.get(section.name)
         if expected is None:
-            expected = extra_length(section.name, layout.n, len(layout.class_names))
+            expected = extra_length(section.name, layout.n, len(layout.class_names),
+                                    layout.chunk)
         if expected is not None and section.length != expected:
             raise QddLayoutError(
                 f"section {section.name!r} is {section.length} bytes; the header implies {expected}"

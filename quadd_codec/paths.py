@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import shutil
 import stat
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -109,6 +111,11 @@ def check_output(path: str | os.PathLike, force: bool = False,
     for source in inputs:
         if os.path.lexists(source) and same_file(source, shown):
             raise QddValueError(f"cannot write {shown}: it is the input; write elsewhere")
+        if (os.path.lexists(shown) and os.path.isdir(source)
+                and Path(source).resolve() in Path(shown).resolve().parents):
+            # A file of the input (a store's chunk, an image), which --force would replace.
+            raise QddValueError(f"cannot write {shown}: it lies inside the input {source}; "
+                                "write elsewhere")
     if os.path.lexists(shown) and not force:
         raise QddValueError(f"cannot write {shown}: it exists (use --force to replace it)")
     return directory
@@ -207,6 +214,53 @@ def is_about(exc: OSError, *paths: str | os.PathLike) -> bool:
     return any(name == root or name.startswith(root + os.sep) for root in roots)
 
 
+def temp_prefix(shown: str) -> str:
+    """The name prefix of a writer's temp file or folder beside `shown`: hidden, and
+    holding the writer's process id so a later writer can tell a dead one's leftovers."""
+    return f".{os.path.basename(shown.rstrip('/' + os.sep))}.{os.getpid()}."
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # someone else's process, or no such pid can exist
+    return True
+
+
+def clean_stale(shown: str) -> None:
+    """Delete temp files and folders a killed writer of `shown` left beside it (named
+    by `temp_prefix`, of a process that no longer runs); nothing else is touched."""
+    directory = _parent(shown)
+    base = os.path.basename(shown.rstrip("/" + os.sep))
+    pattern = re.compile(rf"\.{re.escape(base)}\.(\d+)\.[A-Za-z0-9_]{{8}}\.(tmp|old)")
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return
+    for entry in entries:
+        match = pattern.fullmatch(entry.name)
+        if not match or int(match.group(1)) == os.getpid() or _alive(int(match.group(1))):
+            continue
+        with contextlib.suppress(OSError):
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+
+
+def fsync_dir(directory: str | os.PathLike) -> None:
+    """Flush a folder's entries (a rename into it) to disk; a no-op where unsupported."""
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
     """Open a temp file beside `path`; on success fsync and rename it over `path`.
@@ -216,9 +270,9 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
     """
     shown = os.fspath(path)
     directory = check_output_file(shown)
+    clean_stale(shown)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(shown)}.", suffix=".tmp",
-                                   dir=directory)
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(shown), suffix=".tmp", dir=directory)
     except OSError as exc:
         raise write_error(shown, exc) from None
     try:
@@ -228,6 +282,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, shown)
+        fsync_dir(directory)  # the rename itself survives a power cut
     except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from .bitpack import pack_rows, pack_stream
+from .crc import crc32c
 from .errors import QddValueError
 from .layout import label_bits
 from .rules import CODEBOOK_DTYPES, RAW_BITS, group_count
@@ -70,6 +72,27 @@ def code_chunks(codes: np.ndarray, bits: int, progress: Any = None) -> list[byte
         if progress:
             progress(block.shape[0])
     return chunks
+
+
+def chunk_crc_bytes(codes: list[bytes | memoryview], chunk_bytes: int) -> bytes:
+    """The `chunk_crcs` section: CRC32C of each `chunk_bytes` run of the codes section
+    (the last may be shorter), as big-endian u32s, computed over its chunks as written."""
+    crcs: list[int] = []
+    crc, filled = 0, 0
+    for part in codes:
+        view = memoryview(part).cast("B")
+        at = 0
+        while at < len(view):
+            take = min(chunk_bytes - filled, len(view) - at)
+            crc = crc32c(view[at : at + take], crc)
+            filled += take
+            at += take
+            if filled == chunk_bytes:
+                crcs.append(crc)
+                crc, filled = 0, 0
+    if filled:
+        crcs.append(crc)
+    return struct.pack(f">{len(crcs)}I", *crcs)
 
 
 def label_bytes(labels: np.ndarray | None, n: int, num_classes: int) -> bytes:

@@ -1,22 +1,26 @@
-"""Reading `.qdd` files: memory-mapped from a path, or buffered from a byte stream.
+"""Reading `.qdd` files: from a path (in memory, by positioned reads or mmap), a byte
+stream or bytes.
 
 Every declared size is checked against the real size of the file (or a stream limit)
 before anything is allocated, so a hostile header can't make the reader allocate
-terabytes; sample k is decoded from its own bytes without touching the others.
+terabytes; sample k is decoded from its own bytes without touching the others. How a
+path's bytes are reached, and what happens when the file changes on disk while it is
+read, is `quadd_codec.access`.
 """
 
 from __future__ import annotations
 
-import mmap
+import math
 import os
-import stat
 from collections.abc import Iterable
 from typing import Any, BinaryIO
 
 import msgpack
 import numpy as np
 
+from .access import READ_PIECE, Identity, Positioned, Source, changed, open_path
 from .bitpack import unpack_stream
+from .coderows import CodeRows
 from .crc import crc32c
 from .dequantize import byte_tables, dequantize_rows
 from .errors import (
@@ -29,23 +33,25 @@ from .errors import (
 )
 from .header import header_crc, parse_header, parse_prefix, parse_trailer, read_stream
 from .layout import Layout, Section
-from .paths import check_input_file, file_kind
 from .resample import upsample
 from .rules import PREFIX_SIZE, RAW_BITS, TRAILER_SIZE
 
 #: Largest file read from a non-seekable stream unless the caller raises it.
 DEFAULT_STREAM_LIMIT = 4 << 30
-#: Samples decoded per step by `read_all`, bounding its temporaries.
-_READ_CHUNK = 4096
+#: Decoded bytes per step of `read_all`, bounding its temporaries (an upsampled file
+#: decodes to up to 256x its stored size).
+_READ_CHUNK_BYTES = 8 << 20
 
 
-class QddFile:
+class QddFile(CodeRows):
     """A validated `.qdd` file.
 
-    `QddFile(path)` memory-maps the file; `QddFile(stream)` reads a binary stream (pipe,
-    socket, BytesIO) to its trailer; `QddFile(bytes)` wraps bytes in memory. Opening checks
-    the prefix, header, layout, trailer, codebooks and labels; the codes section's
-    checksum is checked by `verify()` (or `verify=True`), which reads every byte.
+    `QddFile(path)` reads a file (`access`: "auto", "memory", "pread" or "mmap"; see
+    `quadd_codec.access` for what each does when the file changes on disk);
+    `QddFile(stream)` reads a binary stream (pipe, socket, BytesIO) to its trailer;
+    `QddFile(bytes)` wraps bytes in memory. Opening checks the prefix, header, layout,
+    trailer, codebooks and labels; the codes section's checksum is checked by `verify()`
+    (or `verify=True`), which reads every byte.
     """
 
     def __init__(
@@ -54,56 +60,44 @@ class QddFile:
         *,
         verify: bool = False,
         stream_limit: int = DEFAULT_STREAM_LIMIT,
+        access: str = "auto",
     ) -> None:
         self.path: str | None = None
-        self._fd: int | None = None
-        self._mmap: mmap.mmap | None = None
-        self._pid = os.getpid()
+        self.access = access
+        self._fd = -1
+        self._identity: Identity | None = None
+        self._src: Source | Positioned | None = None
+        self._codes: np.ndarray | None = None
         try:
             if isinstance(source, (str, os.PathLike)):
                 self.path = os.fspath(source)
-                self._open_path()
-                buf: Any = self._mmap
+                self._src, self._identity, self._fd = open_path(self.path, access)
             elif isinstance(source, (bytes, bytearray, memoryview)):
-                buf = bytes(source) if not isinstance(source, bytes) else source
+                self._src = Source(bytes(source) if not isinstance(source, bytes) else source)
             elif hasattr(source, "read"):
-                buf = read_stream(source, stream_limit)
+                self._src = Source(read_stream(source, stream_limit))
                 verify = True  # the bytes are all in memory anyway
             else:
                 raise QddValueError(f"cannot read a .qdd from {type(source).__name__}")
-            self._buf = buf
-            self._setup(buf, verify)
+            self._setup(verify)
         except BaseException:
             self.close()
             raise
 
     # ------------------------------------------------------------------ opening
 
-    def _open_path(self) -> None:
-        assert self.path is not None
-        check_input_file(self.path, "a .qdd file")
-        try:
-            # O_NONBLOCK: should the path be swapped for a FIFO after the check, opening
-            # it must not wait for a writer (a no-op for a regular file).
-            flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
-            fd = os.open(self.path, flags)
-        except OSError as exc:
-            raise QddValueError(f"cannot open {self.path}: {exc.strerror}") from None
-        self._fd = fd
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise QddValueError(f"{self.path} is {file_kind(st.st_mode)}, not a .qdd file")
-        size = st.st_size
-        if size == 0:
-            raise QddTruncatedError(f"{self.path} is empty")
-        self._mmap = mmap.mmap(fd, size, access=mmap.ACCESS_READ)
+    def _read(self, offset: int, length: int) -> memoryview | bytes:
+        assert self._src is not None
+        return self._src.read(offset, length)
 
-    def _setup(self, buf: Any, verify: bool) -> None:
-        view = memoryview(buf)
-        size = len(view)
-        minor, header_len, required = parse_prefix(bytes(view[:PREFIX_SIZE]), size)
-        header = view[PREFIX_SIZE : PREFIX_SIZE + header_len]
-        if crc32c(header) != header_crc(bytes(view[:PREFIX_SIZE])):
+    def _setup(self, verify: bool) -> None:
+        assert self._src is not None
+        size = self._src.size
+        prefix = bytes(self._read(0, min(PREFIX_SIZE, size)))
+        minor, header_len, required = parse_prefix(prefix, size)
+        header = self._read(PREFIX_SIZE, header_len)
+        self._header_crc = header_crc(prefix)
+        if crc32c(header) != self._header_crc:
             raise QddChecksumError("header checksum mismatch: the header is damaged")
         layout = parse_header(bytes(header), minor, required)
         if layout.file_size != size:
@@ -111,26 +105,42 @@ class QddFile:
                 f"file is {size} bytes but its sections need {layout.file_size}: "
                 + ("truncated" if size < layout.file_size else "trailing bytes after the end")
             )
-        parse_trailer(bytes(view[size - TRAILER_SIZE :]), size)
+        parse_trailer(bytes(self._read(size - TRAILER_SIZE, TRAILER_SIZE)), size)
         self.layout: Layout = layout
-        self._view = view
         self.levels = self._load_levels()
         self._tables = byte_tables(self.levels, layout.bits) if layout.bits != RAW_BITS else None
         self.labels = self._load_labels()
-        self._codes = self._section_array("codes")
+        if self._src.in_memory:
+            self._codes = np.frombuffer(self._section_view("codes"), dtype=np.uint8)
+        # Per-chunk checksums of the codes (FORMAT.md 4a): each chunk is checked when
+        # first read, so damaged samples are never returned even without verify().
+        self._chunk_crcs = (np.frombuffer(self._checked("chunk_crcs"), dtype=">u4")
+                            if layout.chunk else np.empty(0, dtype=">u4"))
+        self._chunk_ok = np.zeros(self._chunk_crcs.size, dtype=bool)
         if verify:
             self.verify()
 
-    def _section_view(self, name: str, section: Section | None = None) -> memoryview:
+    def _section_view(self, name: str, section: Section | None = None) -> memoryview | bytes:
         section = section or self.layout.section(name)
         assert section is not None
-        start = self.layout.data_start + section.offset
-        return self._view[start : start + section.length]
+        return self._read(self.layout.data_start + section.offset, section.length)
 
-    def _section_array(self, name: str) -> np.ndarray:
-        return np.frombuffer(self._section_view(name), dtype=np.uint8)
+    def _crc_of(self, section: Section) -> int:
+        """CRC32C of a section, read in pieces when the file is not in memory."""
+        assert self._src is not None
+        if self._src.in_memory:
+            return crc32c(self._section_view(section.name, section))
+        start, crc = self.layout.data_start + section.offset, 0
+        for at in range(0, section.length, READ_PIECE):
+            crc = crc32c(self._read(start + at, min(READ_PIECE, section.length - at)), crc)
+        return crc
 
-    def _checked(self, name: str, section: Section | None = None) -> memoryview:
+    def _check_crc(self, section: Section) -> None:
+        if self._crc_of(section) != section.crc:
+            raise QddChecksumError(
+                f"checksum mismatch in section {section.name!r}: the file is damaged")
+
+    def _checked(self, name: str, section: Section | None = None) -> memoryview | bytes:
         section = section or self.layout.section(name)
         assert section is not None
         data = self._section_view(name, section)
@@ -148,7 +158,7 @@ class QddFile:
         levels = levels.reshape(lay.groups, lay.num_levels)  # groups may be 0
         if not np.isfinite(levels).all():
             raise QddLayoutError("codebook holds NaN or infinite levels")
-        if (np.diff(levels, axis=1) < 0).any():
+        if (levels[:, 1:] < levels[:, :-1]).any():  # a comparison: no overflow at +-max
             raise QddLayoutError("codebook levels are not sorted ascending")
         return levels
 
@@ -165,47 +175,35 @@ class QddFile:
             raise QddLayoutError(f"a label is {int(labels.max())} but there are only {k} classes")
         return labels
 
-    # ----------------------------------------------------------- fork & pickle
-
-    def _codes_array(self) -> np.ndarray:
-        if self._mmap is not None and os.getpid() != self._pid:
-            # A forked DataLoader worker: map the inherited descriptor afresh so the
-            # child owns its mapping (same inode, even if the path was replaced since).
-            self._pid = os.getpid()
-            assert self._fd is not None
-            self._mmap = mmap.mmap(self._fd, len(self._view), access=mmap.ACCESS_READ)
-            self._buf = self._mmap
-            self._view = memoryview(self._mmap)
-            self._codes = self._section_array("codes")
-        return self._codes
+    # --------------------------------------------------------- codes & pickle
 
     def __getstate__(self) -> dict[str, Any]:
         if self.path is None:
-            return {"bytes": bytes(self._view)}
-        return {"path": self.path, "header_crc": header_crc(bytes(self._view[:PREFIX_SIZE]))}
+            assert self._src is not None
+            return {"bytes": bytes(self._read(0, self._src.size))}
+        return {"path": self.path, "access": self.access, "identity": self._identity,
+                "header_crc": self._header_crc}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         if "bytes" in state:
             self.__init__(state["bytes"])
             return
-        self.__init__(state["path"])
-        if header_crc(bytes(self._view[:PREFIX_SIZE])) != state["header_crc"]:
-            raise QddFormatError(f"{self.path} changed on disk since it was first opened")
+        self.__init__(state["path"], access=state.get("access", "auto"))
+        if (self._identity != state.get("identity")
+                or self._header_crc != state["header_crc"]):
+            path = self.path
+            self.close()
+            raise changed(path or "the file")
 
     def close(self) -> None:
-        # Drop numpy/memoryview exports first: an mmap with live views refuses to close.
-        self._codes = np.empty(0, dtype=np.uint8)
-        if hasattr(self, "_view"):
-            self._view.release()
-        if self._mmap is not None:
-            try:
-                self._mmap.close()
-            except BufferError:
-                pass  # arrays the caller still holds keep the mapping alive
-            self._mmap = None
-        if self._fd is not None:
+        # Drop numpy views first: an mmap with live views refuses to close.
+        self._codes = None
+        if self._src is not None:
+            self._src.close()
+            self._src = None
+        if self._fd >= 0:
             os.close(self._fd)
-            self._fd = None
+            self._fd = -1
 
     def __enter__(self) -> QddFile:
         return self
@@ -241,6 +239,11 @@ class QddFile:
     def upsample_filter(self) -> str:
         """How stored samples are enlarged: "nearest" (repetition) or "linear"."""
         return self.layout.upsample_filter
+
+    @property
+    def chunk(self) -> int:
+        """Samples per checksummed chunk of the codes (0: the file has no chunk CRCs)."""
+        return self.layout.chunk
 
     @property
     def bits(self) -> int:
@@ -301,16 +304,9 @@ class QddFile:
         return np.where(ids < 0, ids + n, ids)
 
     def packed(self, k: int) -> np.ndarray:
-        """The packed bytes of sample k (a read-only view into the file)."""
+        """The packed bytes of sample k (read-only)."""
         k = int(self._ids(k)[0])
-        size = self.layout.sample_nbytes
-        return self._codes_array()[k * size : (k + 1) * size]
-
-    def _raw_rows(self, ids: np.ndarray) -> np.ndarray:
-        codes = self._codes_array().reshape(self.layout.n, self.layout.sample_nbytes)
-        if ids.size and ids[-1] - ids[0] == ids.size - 1 and (np.diff(ids) == 1).all():
-            return codes[ids[0] : ids[-1] + 1]  # a contiguous run: no gather copy
-        return codes[ids]
+        return self._rows(k, k + 1)[0]
 
     def indices(self, key: int | slice | Iterable[int] | np.ndarray) -> np.ndarray:
         """Level indices (uint8, shape (m, *stored_shape)) of the selected samples."""
@@ -330,7 +326,14 @@ class QddFile:
         With `denormalize`, values are mapped to the source value space with the file's
         per-channel scale and offset (float32 multiply, then float32 add). A file stored
         at reduced resolution is upsampled last, with its filter (FORMAT.md 7a, 7b).
+        A value that overflows float32 is infinite, as IEEE 754 and FORMAT.md 7 say,
+        without a RuntimeWarning line.
         """
+        with np.errstate(over="ignore", invalid="ignore"):
+            return self._decode(key, denormalize)
+
+    def _decode(self, key: int | slice | Iterable[int] | np.ndarray,
+                denormalize: bool) -> np.ndarray:
         lay = self.layout
         ids = self._ids(key)
         raw = self._raw_rows(ids)
@@ -370,14 +373,15 @@ class QddFile:
         """Every sample decoded, in chunks so temporaries stay small."""
         lay = self.layout
         out = np.empty((lay.n, *lay.output_shape), dtype=np.float32)
-        for start in range(0, lay.n, _READ_CHUNK):
-            stop = min(lay.n, start + _READ_CHUNK)
+        step = max(1, _READ_CHUNK_BYTES // max(1, 4 * math.prod(lay.output_shape)))
+        for start in range(0, lay.n, step):
+            stop = min(lay.n, start + step)
             out[start:stop] = self.read(slice(start, stop), denormalize)
         return out
 
     def packed_codes(self) -> np.ndarray:
-        """All packed samples as a read-only (n, bytes per sample) uint8 view of the file."""
-        return self._codes_array().reshape(self.layout.n, self.layout.sample_nbytes)
+        """All packed samples as a read-only (n, bytes per sample) uint8 array."""
+        return self._rows(0, self.layout.n)
 
     def section_bytes(self, name: str) -> memoryview:
         """The bytes of section `name`, after checking its CRC32C; KeyError if absent."""
@@ -388,14 +392,26 @@ class QddFile:
 
     def file_crc32c(self) -> int:
         """CRC32C of the whole file: a fingerprint that the zarr export records."""
-        return crc32c(self._view)
+        assert self._src is not None
+        crc = 0
+        for at in range(0, self._src.size, READ_PIECE):
+            crc = crc32c(self._read(at, min(READ_PIECE, self._src.size - at)), crc)
+        return crc
 
     # ------------------------------------------------------------------ checks
 
     def verify(self) -> None:
         """Check every section's checksum and every structural rule; raises QddFormatError."""
         for section in self.layout.sections:
-            self._checked(section.name, section)  # no lookup by name: a file may list 80k
+            if section.name == "codes" and self._chunk_crcs.size:
+                bad = self.damaged_chunks()
+                if bad:
+                    shown = ", ".join(map(str, bad[:20])) + (", ..." if len(bad) > 20 else "")
+                    raise QddChecksumError(
+                        f"checksum mismatch in {len(bad)} of {self._chunk_crcs.size} chunks of "
+                        f"the codes ({shown}; {self.layout.chunk} samples each): the file is "
+                        "damaged")
+            self._check_crc(section)  # no lookup by name: a file may list 80k
         if self.layout.section("provenance") is not None:
             self.provenance  # noqa: B018 - decoding it is the check
 

@@ -25,6 +25,11 @@ MINOR = 0
 UPSAMPLE_MINOR = 1
 #: Minor version of files that enlarge by linear interpolation (section 7b).
 LINEAR_MINOR = 2
+#: Minor version of files with per-chunk checksums of their codes (header `chunk`);
+#: an optional feature, so no required-feature bit: older readers ignore it.
+CHUNK_MINOR = 3
+#: Codes bytes per chunk that writers aim for when asked for chunk checksums.
+CHUNK_TARGET_BYTES = 64 << 10
 #: Required-feature bit 0: samples are stored at reduced resolution (header `upsample`).
 FEATURE_UPSAMPLE = 1
 #: Required-feature bit 1: they are enlarged by linear interpolation (`upsample_filter`).
@@ -159,3 +164,36 @@ class Denorm:
             raise QddValueError("denorm scale and offset need one value per channel each")
         if not all(math.isfinite(v) for v in self.scale + self.offset):
             raise QddValueError("denorm scale and offset must be finite")
+
+
+#: Deepest nesting of maps and arrays a writer puts in `meta` (FORMAT.md section 3).
+MAX_META_DEPTH = 32
+_META_SCALARS = (type(None), bool, int, float, str)
+
+
+def meta_problem(meta: Any) -> str | None:
+    """What keeps `meta` from being a header `meta` a writer may write, or None: a map
+    with string keys at every level, at most MAX_META_DEPTH deep, holding only maps,
+    arrays, strings, numbers, booleans and nil (so it converts to JSON and back).
+    Checked without recursion, so any nesting is answered, never a RecursionError."""
+    if not isinstance(meta, dict):
+        return f"meta must be a map, got {type(meta).__name__}"
+    stack: list[tuple[Any, int]] = [(meta, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, _META_SCALARS):
+            if isinstance(value, float) and not math.isfinite(value):
+                return "meta holds a non-finite number"
+            continue
+        if not isinstance(value, (dict, list, tuple)):
+            return f"meta holds a value of type {type(value).__name__}"
+        if depth > MAX_META_DEPTH:
+            return f"meta is nested more than {MAX_META_DEPTH} deep"
+        if isinstance(value, dict):
+            for key in value:
+                if not isinstance(key, str):
+                    return f"meta has a key that is not a string: {key!r:.40}"
+            stack.extend((v, depth + 1) for v in value.values())
+        else:
+            stack.extend((v, depth + 1) for v in value)
+    return None

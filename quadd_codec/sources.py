@@ -19,6 +19,7 @@ import numpy as np
 from .errors import QddValueError
 from .paths import check_input_file
 from .rules import MAX_CLASSES
+from .zarr_guard import check_store, check_tree, host_available_memory
 
 Source = tuple[np.ndarray, "np.ndarray | None", list[str]]
 
@@ -95,9 +96,11 @@ def _check_x(x: np.ndarray, where: str) -> np.ndarray:
         raise QddValueError(f"{where}: x is empty (shape {x.shape})")
     if x.dtype == np.uint8:
         # Pixels: the usual [0, 255] bytes become [0, 1] floats.
-        return x.astype(np.float32) / np.float32(255)
-    with np.errstate(over="ignore", invalid="ignore"):
         out = x.astype(np.float32)
+        out /= np.float32(255)  # in place: no second float32 copy
+        return out
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = x.astype(np.float32, copy=False)  # float32 input: no second copy
     if not np.isfinite(out).all():
         bad = "NaN or infinite" if x.dtype.kind == "f" and not np.isfinite(x).all() else \
             "out of float32 range"
@@ -165,6 +168,9 @@ def _class_names(classes: Any | None, y: np.ndarray | None, where: str) -> list[
 def _npy_error(path: Path, key: str | None, exc: Exception) -> QddValueError:
     what = f"array {key!r} of {path}" if key else str(path)
     text = str(exc)
+    if "max_header_size" in text:  # numpy's message also names allow_pickle
+        return QddValueError(f"{what}: its .npy header is too large to be read safely "
+                             "(a valid array's header is a few hundred bytes)")
     if "allow_pickle" in text or "pickle" in text.lower():
         return QddValueError(f"{what} holds Python objects (pickled); only plain numeric "
                              "or string arrays are loaded, never pickles")
@@ -178,8 +184,9 @@ def _check_magic(path: Path, magic: bytes, what: str) -> None:
             raise QddValueError(f"{path}: cannot read: not a {what} file")
 
 
-def _check_npy_size(fp: IO[bytes], available: int, what: str) -> None:
-    """Refuse an .npy stream whose header declares more data than `available` bytes.
+def _check_npy_size(fp: IO[bytes], available: int, what: str) -> int:
+    """Refuse an .npy stream whose header declares more data than `available` bytes, or
+    more than the free memory holds once widened to float32; returns the declared bytes.
 
     np.load allocates the array the header declares before reading it, so a 1 KiB file
     claiming a billion samples would fail with "out of memory" instead of "truncated".
@@ -193,9 +200,9 @@ def _check_npy_size(fp: IO[bytes], available: int, what: str) -> None:
         elif version == (2, 0):
             shape, _, dtype = fmt.read_array_header_2_0(fp)
         else:
-            return  # np.load reports versions it does not know
+            return 0  # np.load reports versions it does not know
     except (ValueError, OSError, EOFError):
-        return  # np.load gives the precise message
+        return 0  # np.load gives the precise message
     declared = math.prod(int(d) for d in shape) * dtype.itemsize
     held = available - fp.tell()
     if declared > held:
@@ -203,6 +210,15 @@ def _check_npy_size(fp: IO[bytes], available: int, what: str) -> None:
             f"{what} is truncated: its header declares shape {tuple(shape)} of {dtype} "
             f"({declared:,} bytes) but only {max(held, 0):,} bytes follow"
         )
+    # The encoder holds the array and its float32 copy at once.
+    need = declared + 4 * math.prod(int(d) for d in shape)
+    free = host_available_memory()
+    if free is not None and need > free:
+        raise QddValueError(
+            f"{what} declares shape {tuple(shape)} of {dtype} ({declared / 2**30:.2f} GiB, "
+            f"{need / 2**30:.2f} GiB to encode), more than the {free / 2**30:.2f} GiB free"
+        )
+    return declared
 
 
 def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
@@ -251,44 +267,17 @@ def _load_npy(path: Path) -> np.ndarray:
     return arr
 
 
-def host_available_memory() -> int | None:
-    """The host's MemAvailable in bytes on Linux; None where it cannot be told."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
-def _check_fits(where: str, **arrays: Any) -> None:
-    """Refuse zarr arrays whose declared sizes together exceed the free memory, before
-    reading any: a store's metadata can declare any shape, and missing chunks read as
-    fill values."""
-    free = host_available_memory()
-    sizes = {name: math.prod(int(d) for d in a.shape) * a.dtype.itemsize
-             for name, a in arrays.items()}
-    if free is not None and sum(sizes.values()) > free:
-        name = max(sizes, key=sizes.__getitem__)
-        a = arrays[name]
-        raise QddValueError(
-            f"{where}: {name} declares shape {tuple(a.shape)} of {a.dtype} "
-            f"({sizes[name] / 2**30:.1f} GiB), more than the {free / 2**30:.1f} GiB free"
-        )
-
-
 def _load_zarr(path: Path) -> tuple[np.ndarray, np.ndarray | None, Any | None]:
     import zarr
 
+    check_tree(path, QddValueError)  # before zarr opens anything: no link is followed
     try:
         node = zarr.open(str(path), mode="r")
     except Exception as exc:  # zarr raises many types for a broken store
         raise QddValueError(f"{path}: cannot open zarr store: {exc}") from None
     try:
         if isinstance(node, zarr.Array):
-            _check_fits(str(path), array=node)
+            check_store(path, {"": node}, error=QddValueError)
             return node[...], None, None
         arrays = set(node.array_keys())
         if "x" not in arrays:
@@ -297,7 +286,7 @@ def _load_zarr(path: Path) -> tuple[np.ndarray, np.ndarray | None, Any | None]:
             found = ", ".join(sorted(arrays)) or "none"
             raise QddValueError(f"{path}: zarr group has no array 'x' (arrays: {found}){hint}")
         present = {k: node[k] for k in ("x", "y", "classes") if k in arrays}
-        _check_fits(str(path), **present)
+        check_store(path, present, error=QddValueError)
         y = node["y"][...] if "y" in arrays else None
         classes = node.attrs.get("classes")
         if classes is None and "classes" in arrays:

@@ -35,6 +35,7 @@ def encode_qdd(
     progress: Any = None,
     upsample: int = 1,
     upsample_filter: str = "nearest",
+    chunk: int = 0,
 ) -> list[bytes | memoryview]:
     """Build a whole `.qdd` file as a list of byte chunks (concatenated, they are the file).
 
@@ -43,13 +44,14 @@ def encode_qdd(
     `progress`, if given, is called with the number of samples packed in each step.
     `upsample` > 1 marks the samples as stored at reduced resolution: readers decode
     each to `(C, H * upsample, W * upsample)`, by repeating values (FORMAT.md 7a) or,
-    with `upsample_filter="linear"`, by bilinear interpolation (7b).
+    with `upsample_filter="linear"`, by bilinear interpolation (7b). `chunk` > 0 adds a
+    CRC32C per `chunk` samples of codes (FORMAT.md 4a), checked as each is first read.
     """
     codes = np.asarray(codes)
     if codes.ndim < 2:
         raise QddValueError(f"codes must be (n, *sample_shape), got shape {codes.shape}")
     spec = FileSpec([str(c) for c in class_names], codes.shape[1:], bits, group,
-                    codebook_dtype, denorm, provenance, upsample, upsample_filter, meta)
+                    codebook_dtype, denorm, provenance, upsample, upsample_filter, meta, chunk)
     return spec.encode(codes, levels, labels, soft_labels, progress)
 
 
@@ -59,7 +61,7 @@ def write_qdd(path: str | os.PathLike, codes: np.ndarray, levels: np.ndarray | N
               provenance: Mapping[str, Any] | None = None,
               soft_labels: np.ndarray | None = None, meta: Mapping[str, Any] | None = None,
               progress: Any = None, upsample: int = 1,
-              upsample_filter: str = "nearest") -> int:
+              upsample_filter: str = "nearest", chunk: int = 0) -> int:
     """Encode and write a `.qdd` file atomically; returns its size in bytes.
 
     The bytes go to a temporary file beside `path`, are flushed to disk, then renamed
@@ -67,5 +69,5 @@ def write_qdd(path: str | os.PathLike, codes: np.ndarray, levels: np.ndarray | N
     """
     chunks = encode_qdd(codes, levels, labels, bits, group, class_names, denorm,
                         codebook_dtype, provenance, soft_labels, meta, progress, upsample,
-                        upsample_filter)
+                        upsample_filter, chunk)
     return atomic_write(path, chunks)

@@ -36,15 +36,21 @@ from .crc import crc32c
 from .errors import QddFormatError, QddValueError
 from .filespec import FileSpec
 from .imagefolder import atomic_directory
-from .layout import label_bits, required_lengths, sample_nbytes
+from .layout import label_bits, sample_nbytes
 from .paths import atomic_write, check_output_file
 from .reader import QddFile
-from .rules import MAJOR, PREFIX_SIZE, RAW_BITS, TRAILER_SIZE, Denorm, group_count
+from .rules import MAJOR, RAW_BITS, Denorm, group_count, meta_problem
+from .zarr_guard import check_store, check_tree
 
 STORE_FORMAT = "quadd.qdd-zarr"
 STORE_VERSION = 1
+#: Most extra sections a store holds, each as its own array.
+MAX_EXTRA_ARRAYS = 64
 #: Target size of one `codes` chunk.
 _CHUNK_BYTES = 4 << 20
+#: Every chunk is written, even one of fill values only: `import_zarr` checks that the
+#: store holds on disk the bytes its arrays declare.
+_ALL_CHUNKS = {"write_empty_chunks": True}
 
 
 def _open(qdd: QddFile | str | os.PathLike) -> tuple[QddFile, bool]:
@@ -69,6 +75,12 @@ def export_zarr(
         f.verify()
         lay = f.layout
         extras = [s.name for s in lay.sections if s.name not in ("codebooks", "codes", "labels")]
+        if len(extras) > MAX_EXTRA_ARRAYS:
+            # One array (a folder and its metadata) per section: 60,000 empty sections
+            # in a 1 MB file would make 60,000 folders.
+            raise QddValueError(
+                f"the file has {len(extras):,} extra sections; a zarr export keeps at most "
+                f"{MAX_EXTRA_ARRAYS} (decode to .npz or .npy instead)")
         attrs: dict[str, Any] = {
             "format": STORE_FORMAT,
             "store_version": STORE_VERSION,
@@ -77,6 +89,7 @@ def export_zarr(
             "sample_shape": list(lay.sample_shape),
             "upsample": lay.upsample,
             "upsample_filter": lay.upsample_filter,
+            "chunk": lay.chunk,
             "bits": lay.bits,
             "group": lay.group,
             "codebook_dtype": lay.codebook_dtype,
@@ -94,7 +107,7 @@ def export_zarr(
             rows = max(1, min(lay.n, _CHUNK_BYTES // lay.sample_nbytes))
             codes = group.create_array("codes", shape=(lay.n, lay.sample_nbytes),
                                        chunks=(rows, lay.sample_nbytes), dtype="uint8",
-                                       compressors=None)
+                                       compressors=None, config=_ALL_CHUNKS)
             if lay.n:
                 codes[...] = f.packed_codes()
             if lay.bits != RAW_BITS:
@@ -119,7 +132,7 @@ def export_zarr(
 def _put(group: Any, name: str, data: np.ndarray) -> None:
     chunks = tuple(max(1, d) for d in data.shape)
     arr = group.create_array(name, shape=data.shape, chunks=chunks, dtype=data.dtype,
-                             compressors=None)
+                             compressors=None, config=_ALL_CHUNKS)
     if data.size:
         arr[...] = data
 
@@ -127,6 +140,9 @@ def _put(group: Any, name: str, data: np.ndarray) -> None:
 def _json_safe(value: Mapping[str, Any], what: str) -> dict[str, Any]:
     import json
 
+    problem = meta_problem(value)  # bytes keys, deep nesting: no TypeError or RecursionError
+    if problem:
+        raise QddValueError(f"{what} cannot be stored as zarr attributes: {problem}")
     try:
         if json.loads(json.dumps(value)) != value:
             raise TypeError("changes through JSON")
@@ -153,6 +169,9 @@ class QddArrays:
     extra_sections: list[tuple[str, bytes]] = field(default_factory=list)
     upsample: int = 1
     upsample_filter: str = "nearest"
+    chunk: int = 0
+    recorded_size: int | None = None  # the exported file's size and CRC32C, if recorded
+    recorded_crc: int | None = None
 
     @property
     def n(self) -> int:
@@ -169,7 +188,7 @@ class QddArrays:
         """The `.qdd` file these arrays describe, as byte chunks."""
         spec = FileSpec(self.class_names, self.sample_shape, self.bits, self.group,
                         self.codebook_dtype, self.denorm, None, self.upsample,
-                        self.upsample_filter, self.meta)
+                        self.upsample_filter, self.meta, self.chunk)
         spec.sections(self.n)  # checks the sample count
         if self.bits == RAW_BITS:
             codebooks = b""
@@ -180,9 +199,13 @@ class QddArrays:
         k = len(self.class_names)
         if k and self.labels is None:
             raise QddFormatError("the store names classes but has no labels")
+        if k and self.n and (self.labels.min() < 0 or self.labels.max() >= k):
+            raise QddFormatError(f"the store's labels must lie in 0..{k - 1} for its {k} "
+                                 f"classes, got {int(self.labels.min())}..{int(self.labels.max())}")
         lbits = label_bits(k)
         labels = pack_stream(self.labels, lbits) if k and lbits else b""
-        payloads = [("codebooks", codebooks), ("codes", self.packed.tobytes()),
+        packed = memoryview(np.ascontiguousarray(self.packed)).cast("B")  # no copy
+        payloads = [("codebooks", codebooks), ("codes", packed),
                     ("labels", labels), *self.extra_sections]
         return spec.frame(self.n, [(name, [data]) for name, data in payloads],
                           minor=self.minor)
@@ -191,9 +214,12 @@ class QddArrays:
 def import_zarr(store_path: str | os.PathLike) -> QddArrays:
     """Read a store written by `export_zarr` back into arrays (checked for consistency).
 
-    Every array's declared shape and type is checked against the store's attributes, and
-    their total size against the exported file's size, before any array is read: a
-    store's metadata can declare any shape, and reading it would allocate all of it.
+    Every array's declared shape and type is checked against the store's attributes
+    before any array is read, and its size against what the store really holds: a
+    store's metadata can declare any shape, and reading it would allocate all of it. The
+    arrays must be uncompressed (as `export_zarr` writes them) and hold on disk the bytes
+    they declare, together within the free memory; no link is followed
+    (`quadd_codec.zarr_guard`). The store's own `file_size` bounds nothing.
     """
     import zarr
 
@@ -201,6 +227,7 @@ def import_zarr(store_path: str | os.PathLike) -> QddArrays:
     if not os.path.isdir(where):
         problem = "no such directory" if not os.path.lexists(where) else "not a directory"
         raise QddValueError(f"{where}: {problem}; expected a zarr store exported by quadd")
+    check_tree(where)  # before zarr opens anything: no link is followed
     try:
         group = zarr.open_group(where, mode="r")
     except Exception as exc:  # zarr raises many types for a missing or broken store
@@ -213,7 +240,7 @@ def import_zarr(store_path: str | os.PathLike) -> QddArrays:
         raise QddFormatError(f"{where}: unsupported store version {version}")
     try:
         fields = _store_fields(attrs, where)
-        nodes = _store_nodes(group, fields, attrs.get("file_size"), where)
+        nodes = _store_nodes(group, fields, where)
         packed = np.ascontiguousarray(nodes["codes"][...], dtype=np.uint8)
         levels = (np.asarray(nodes["levels"][...], dtype=np.float32)
                   if "levels" in nodes else None)
@@ -229,7 +256,16 @@ def import_zarr(store_path: str | os.PathLike) -> QddArrays:
         raise QddFormatError(f"{where}: store is incomplete or inconsistent: {exc!r}") from None
     del fields["extra_sections"], fields["n"]
     return QddArrays(packed=packed, levels=levels, labels=labels, extra_sections=extras,
-                     **fields)
+                     recorded_size=_recorded(attrs, "file_size", where),
+                     recorded_crc=_recorded(attrs, "file_crc32c", where), **fields)
+
+
+def _recorded(attrs: Mapping[str, Any], key: str, where: str) -> int | None:
+    value = attrs.get(key)
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                              or value < 0):
+        raise QddFormatError(f"{where}: attribute {key} must be a non-negative integer")
+    return value
 
 
 def _store_fields(attrs: Mapping[str, Any], where: str) -> dict[str, Any]:
@@ -243,23 +279,27 @@ def _store_fields(attrs: Mapping[str, Any], where: str) -> dict[str, Any]:
                 not isinstance(extra_raw, list):
             raise TypeError("classes and extra_sections must be lists, meta a map")
         fields: dict[str, Any] = {
-            "n": int(attrs["n"]),
-            "sample_shape": tuple(int(d) for d in attrs["sample_shape"]),
-            "bits": int(attrs["bits"]),
-            "group": str(attrs["group"]),
-            "codebook_dtype": str(attrs.get("codebook_dtype", "f4")),
-            "class_names": [str(c) for c in classes],
-            "denorm": None if denorm_raw is None else
-            Denorm(denorm_raw["scale"], denorm_raw["offset"]),
+            "n": _int(attrs["n"], "n"),
+            "sample_shape": tuple(_int(d, "sample_shape") for d in _list(attrs["sample_shape"],
+                                                                         "sample_shape")),
+            "bits": _int(attrs["bits"], "bits"),
+            "group": _str(attrs["group"], "group"),
+            "codebook_dtype": _str(attrs.get("codebook_dtype", "f4"), "codebook_dtype"),
+            "class_names": [_str(c, "classes") for c in classes],
+            "denorm": None if denorm_raw is None else _denorm(denorm_raw),
             "meta": dict(meta),
             "minor": _store_minor(attrs.get("qdd_version", [MAJOR, 0]), where),
-            "upsample": int(attrs.get("upsample", 1)),
-            "upsample_filter": str(attrs.get("upsample_filter", "nearest")),
-            "extra_sections": [(str(name), str(array_name)) for name, array_name in extra_raw],
+            "upsample": _int(attrs.get("upsample", 1), "upsample"),
+            "upsample_filter": _str(attrs.get("upsample_filter", "nearest"), "upsample_filter"),
+            "chunk": _int(attrs.get("chunk", 0), "chunk"),
+            "extra_sections": [(_str(name, "extra_sections"), _str(array_name, "extra_sections"))
+                               for name, array_name in extra_raw],
         }
+        if len(fields["extra_sections"]) > MAX_EXTRA_ARRAYS:
+            raise TypeError(f"more than {MAX_EXTRA_ARRAYS} extra sections")
         FileSpec(fields["class_names"], fields["sample_shape"], fields["bits"], fields["group"],
                  fields["codebook_dtype"], fields["denorm"], None, fields["upsample"],
-                 fields["upsample_filter"]).sections(fields["n"])
+                 fields["upsample_filter"], None, fields["chunk"]).sections(fields["n"])
     except QddFormatError:
         raise
     except QddValueError as exc:
@@ -267,6 +307,34 @@ def _store_fields(attrs: Mapping[str, Any], where: str) -> dict[str, Any]:
     except (KeyError, TypeError, ValueError) as exc:
         raise QddFormatError(f"{where}: store is incomplete or inconsistent: {exc!r}") from None
     return fields
+
+
+def _int(value: Any, key: str) -> int:
+    # int("3") and int(3.5) would accept what no exporter writes.
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"attribute {key} must hold integers, got {value!r}")
+    return value
+
+
+def _str(value: Any, key: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"attribute {key} must hold strings, got {value!r}")
+    return value
+
+
+def _list(value: Any, key: str) -> list:
+    if not isinstance(value, list):
+        raise TypeError(f"attribute {key} must be a list, got {value!r}")
+    return value
+
+
+def _denorm(raw: Any) -> Denorm:
+    if not isinstance(raw, dict):
+        raise TypeError(f"attribute denorm must be a map, got {raw!r}")
+    parts = [_list(raw["scale"], "denorm"), _list(raw["offset"], "denorm")]
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for p in parts for v in p):
+        raise TypeError("attribute denorm must hold numbers")
+    return Denorm(*parts)
 
 
 def _store_minor(version: Any, where: str) -> int:
@@ -280,8 +348,7 @@ def _store_minor(version: Any, where: str) -> int:
     return minor
 
 
-def _store_nodes(group: Any, fields: Mapping[str, Any], file_size: Any,
-                 where: str) -> dict[str, Any]:
+def _store_nodes(group: Any, fields: Mapping[str, Any], where: str) -> dict[str, Any]:
     """The store's arrays, opened but not read, after checking their declared shapes."""
     import zarr
 
@@ -313,42 +380,35 @@ def _store_nodes(group: Any, fields: Mapping[str, Any], file_size: Any,
         if node.dtype.kind not in kinds or (kinds == "u" and node.dtype.itemsize != 1):
             raise QddFormatError(f"{where}: {name} has dtype {node.dtype}")
         nodes[name] = node
-    lengths = required_lengths(n, shape, bits, fields["group"], fields["codebook_dtype"], k)
-    sections = (lengths["codes"] + lengths["codebooks"] + lengths["labels"]
-                + sum(4 * n * k if name == "soft_labels" else math.prod(nodes[a].shape)
-                      for name, a in fields["extra_sections"]))
-    # Every export records the file's size; without it nothing bounds what the arrays
-    # (whose shapes the attributes alone vouch for) would make us read.
-    if not isinstance(file_size, int) or isinstance(file_size, bool):
-        raise QddFormatError(f"{where}: the store lacks a valid file_size attribute")
-    if PREFIX_SIZE + sections + TRAILER_SIZE > file_size:
-        raise QddFormatError(
-            f"{where}: its arrays make sections of {sections:,} bytes, more than the "
-            f"exported file's {file_size:,}: the store was modified or damaged"
-        )
+    # What bounds the reads is what the store holds on disk and the free memory, never
+    # its attributes: they, file_size included, are as easy to edit as the shapes.
+    check_store(where, nodes, raw=True)
     return nodes
 
 
-def zarr_to_qdd(store_path: str | os.PathLike, out_qdd: str | os.PathLike) -> int:
-    """Rebuild the `.qdd` file a store was exported from (byte-identical); returns its size.
+def zarr_to_qdd(store_path: str | os.PathLike, out_qdd: str | os.PathLike) -> tuple[int, bool]:
+    """Rebuild the `.qdd` file a store was exported from; returns (its size, whether it
+    was checked identical to the exported file).
 
-    The rebuilt bytes are checked against the size and CRC32C of the exported file
-    (recorded in the store) and parsed as a `.qdd` before anything is written.
+    The rebuilt bytes are checked against the size and CRC32C of the exported file that
+    the store records, and parsed as a `.qdd`, before anything is written. A store that
+    records no CRC32C (not one `export_zarr` wrote) rebuilds a valid file that cannot be
+    called identical: the second value is False.
     """
-    import zarr
-
     check_output_file(out_qdd)  # before reading the store, not after
     arrays = import_zarr(store_path)
     chunks = arrays.to_chunks()
-    attrs = zarr.open_group(str(store_path), mode="r").attrs["quadd"]
     size = sum(len(c) for c in chunks)
     crc = 0
     for chunk in chunks:
         crc = crc32c(chunk, crc)
-    if "file_crc32c" in attrs and (size, crc) != (attrs.get("file_size"), attrs["file_crc32c"]):
+    recorded = (arrays.recorded_size, arrays.recorded_crc)
+    if arrays.recorded_crc is not None and (size, crc) != recorded:
         raise QddFormatError(
-            f"{store_path}: the store does not rebuild the exported file (size {size} vs "
-            f"{attrs.get('file_size')}, or checksum differs): it was modified or damaged"
+            f"{store_path}: the store does not rebuild the exported file (size {size:,} vs "
+            f"{arrays.recorded_size}, or checksum differs): it was modified or damaged"
         )
-    QddFile(b"".join(chunks), verify=True).close()  # a hand-made store must still parse
-    return atomic_write(out_qdd, chunks)
+    whole = b"".join(chunks)
+    del chunks
+    QddFile(whole, verify=True).close()  # a hand-made store must still parse
+    return atomic_write(out_qdd, [whole]), arrays.recorded_crc is not None

@@ -153,6 +153,22 @@ def specs() -> list[dict[str, Any]]:
               "2-bit stored (1,3,2), upsample 2, linear: decodes to (1,6,4), exact weights",
               rng.normal(size=(2, 1, 3, 2)), 2, "tensor", ["a", "b"], np.array([1, 0]),
               upsample=2, upsample_filter="linear")
+    # Feature vectors (FORMAT.md section 3, "Feature vectors"): F features as shape [F]
+    # are one channel, so every group shares one codebook; as shape [F, 1] each feature
+    # is a channel, and group "channel" gives each feature its own codebook.
+    quantized("vector_4bit_shape_f", "feature vectors as shape (8,): one channel, one "
+              "codebook for all features under group channel",
+              rng.normal(size=(4, 8)) * np.arange(1, 9), 4, "channel", ["a", "b"],
+              np.array([0, 1, 1, 0]))
+    quantized("vector_3bit_shape_f1", "feature vectors as shape (6, 1): six channels, one "
+              "codebook per feature under group channel, per-feature denorm",
+              rng.normal(size=(5, 6, 1)) * np.arange(1, 7)[:, None], 3, "channel",
+              ["a", "b", "c"], np.array([2, 0, 1, 1, 0]),
+              denorm=Denorm([0.5, 1.0, 2.0, 4.0, 0.25, 1.5], [0.0, -1.0, 1.0, 0.5, 2.0, -0.5]))
+    quantized("chunked_4bit_crcs", "4-bit with a CRC32C per chunk of 3 samples (8 samples: "
+              "chunks of 3, 3, 2; version 1.3, section 4a)",
+              rng.normal(size=(8, 2, 3)), 4, "channel", ["a", "b"],
+              np.array([0, 1, 0, 1, 1, 0, 0, 1]), chunk=3)
     return out
 
 
@@ -166,7 +182,8 @@ def main(out_dir: Path) -> None:
                             spec["group"], spec["classes"], denorm, spec["cb_dtype"],
                             spec.get("provenance"), spec.get("soft_labels"), spec.get("meta"),
                             upsample=spec.get("upsample", 1),
-                            upsample_filter=spec.get("upsample_filter", "nearest"))
+                            upsample_filter=spec.get("upsample_filter", "nearest"),
+                            chunk=spec.get("chunk", 0))
         data = b"".join(bytes(c) for c in chunks)
         if spec["bits"] == 32:
             decoded = spec["codes"].astype(np.float32)
@@ -202,6 +219,7 @@ def main(out_dir: Path) -> None:
             "provenance": spec.get("provenance"), "meta": spec.get("meta"),
             **({"upsample": up} if up != 1 else {}),
             **({"upsample_filter": "linear"} if linear else {}),
+            **({"chunk": spec["chunk"]} if spec.get("chunk") else {}),
         })
         print(f"{name:28s} {len(data):6d} bytes")
     # One vector a line: readable diffs, and the 1000 class names stay on one line.

@@ -97,7 +97,8 @@ def test_reencoding_gives_the_same_bytes(name):
                         spec["bits"], spec["group"], spec["classes"], denorm, spec["cb_dtype"],
                         spec["provenance"], load(name, "soft_labels"), spec["meta"],
                         upsample=spec.get("upsample", 1),
-                        upsample_filter=spec.get("upsample_filter", "nearest"))
+                        upsample_filter=spec.get("upsample_filter", "nearest"),
+                        chunk=spec.get("chunk", 0))
     assert b"".join(bytes(c) for c in chunks) == (VECTORS / f"{name}.qdd").read_bytes()
 
 

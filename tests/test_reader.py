@@ -38,11 +38,12 @@ def dn_file(qdd_factory):
 # ----------------------------------------------------------------- random access
 
 
-def test_random_access_from_mmap(dn_file):
+@pytest.mark.parametrize("access", ["auto", "memory", "pread", "mmap"])
+def test_random_access(dn_file, access):
     path, inp = dn_file
     ref = expected_decode(inp["codes"], inp["levels"], "channel")
-    with QddFile(path) as f:
-        assert f.path == os.fspath(path) and f._mmap is not None
+    with QddFile(path, access=access) as f:
+        assert f.path == os.fspath(path)
         for k in range(len(f)):
             np.testing.assert_array_equal(f.read(k), ref[k])
             np.testing.assert_array_equal(f[k], ref[k])
@@ -169,9 +170,10 @@ def test_unpickle_detects_a_changed_file(qdd_factory):
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
-def test_child_reads_after_fork(dn_file, qdd_factory):
+@pytest.mark.parametrize("access", ["memory", "pread", "mmap"])
+def test_child_reads_after_fork(dn_file, qdd_factory, access):
     path, inp = dn_file
-    f = QddFile(path)
+    f = QddFile(path, access=access)
     expect = f.read_all()  # the parent has used its mapping before the fork
     other, _ = qdd_factory(n=11, shape=(3, 3, 5), seed=42)
     os.replace(other, path)  # the child must still read the inode the parent opened

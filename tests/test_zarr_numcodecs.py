@@ -103,7 +103,8 @@ def test_zarr_round_trip_is_byte_identical(tmp_path, bits, group, cb_dtype, clas
         if bits != 32:
             assert np.array_equal(arrays.codes(), f.indices(slice(None)))
             assert np.array_equal(arrays.levels, f.levels)
-    size = zarr_to_qdd(tmp_path / "a.zarr", tmp_path / "b.qdd")
+    size, checked = zarr_to_qdd(tmp_path / "a.zarr", tmp_path / "b.qdd")
+    assert checked
     assert (tmp_path / "b.qdd").read_bytes() == src.read_bytes()
     assert size == src.stat().st_size
 
