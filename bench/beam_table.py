@@ -62,7 +62,8 @@ def _done(path: Path) -> set[str]:
 def _write_train_npz(npz: str, dest: Path) -> None:
     """The training split as the x/y/classes .npz that ``quadd encode`` takes."""
     with np.load(npz) as d:
-        np.savez(dest, x=d["x_train"], y=d["y_train"], classes=d["class_names"] if "class_names" in d.files else d["classes"])
+        names = d["class_names"] if "class_names" in d.files else d["classes"]
+        np.savez(dest, x=d["x_train"], y=d["y_train"], classes=names)
 
 
 def _configs(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -169,7 +170,7 @@ def _plot(rows: list[dict[str, Any]], full: dict[str, Any] | None, path: str) ->
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for label in sorted({_label(r) for r in rows if r["kind"] != "full"}):
         pts = sorted((r["ratio_measured"], r["accuracy"]) for r in rows if _label(r) == label)
-        ax.plot(*zip(*pts), marker="o", label=label)
+        ax.plot(*zip(*pts, strict=True), marker="o", label=label)
     if full is not None:
         ax.axhline(full["accuracy"], color="k", ls="--", lw=1, label="full data 32-bit")
         ax.axhline(full["accuracy"] - 5, color="gray", ls=":", lw=1, label="full - 5 points")

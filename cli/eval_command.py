@@ -20,8 +20,8 @@ __all__ = ["eval_command"]
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option(
     "--dataset", "-d", required=True,
-    help="Real dataset to test on: digits, mnist, fashion-mnist, cifar10, or a path "
-    "(folder with train/ and test/, or .npz).",
+    help="Real dataset to test on: digits, mnist, fashion-mnist, cifar10, beam (generated), "
+    "or a path (folder with train/ and test/, or .npz).",
 )
 @click.option(
     "--data-dir", type=click.Path(file_okay=False), default=None,

@@ -135,6 +135,15 @@ def sweep_command(dataset: str, data_dir: str | None, budgets: tuple[int, ...],
         if os.path.exists(out) and not os.path.isdir(out):
             raise ValueError(f"{out} exists and is not a folder")
         bundle = load_bundle(dataset, data_dir)
+        if len(bundle.sample_shape) != 3:
+            # Feature vectors: no image codec to compare with, nothing to store smaller.
+            images = [b for b in settings.baselines if b in ("jpeg", "webp")]
+            if images or settings.upsample != [1]:
+                echo(f"quadd: note: {bundle.name} holds feature vectors: sweeping full size "
+                     f"only{', without the ' + '/'.join(images) + ' baseline' if images else ''}",
+                     err=True)
+            settings.baselines = [b for b in settings.baselines if b not in images]
+            settings.upsample = [1]
         shape = "x".join(str(d) for d in bundle.sample_shape)
         click.echo(f"{bundle.name}: {bundle.num_classes} classes, samples {shape}; budgets "
                    f"{', '.join(f'{b:,} B' for b in settings.budgets)}; {iterations} "

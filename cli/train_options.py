@@ -32,7 +32,7 @@ SIZE = _SizeType()
 
 dataset_opt = click.option(
     "--dataset", "-d", default="digits", show_default=True,
-    help="digits (built in), mnist, fashion-mnist, cifar10, or a path "
+    help="digits (built in), mnist, fashion-mnist, cifar10, beam (generated), or a path "
     "(folder with train/ and test/, or .npz).",
 )
 data_dir_opt = click.option(

@@ -14,6 +14,7 @@ entry there.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -117,9 +118,10 @@ def _quadd_points(s: SweepSettings, budget: int) -> list[Point]:
 def _run_distill(point: Point, s: SweepSettings, bundle: Any, path: str,
                  post_quantize: bool = False) -> Outcome:
     from .loop import distill
-    from .plan import plan
+    from .plan import default_group, plan
 
-    cfg = s.distill_config(point, post_quantize)
+    cfg = dataclasses.replace(s.distill_config(point, post_quantize),
+                              group=default_group(bundle.sample_shape))
     if plan(cfg, bundle).ipc == 0:
         return Outcome(ipc=0)
     t0 = time.perf_counter()
@@ -133,12 +135,16 @@ def _subset_points(s: SweepSettings, budget: int) -> list[Point]:
 
 def _run_subset(point: Point, s: SweepSettings, bundle: Any, path: str) -> Outcome:
     from .baselines import subset, subset_layout
+    from .plan import default_group
 
-    layout = subset_layout(bundle, point.bits, s.seed, upsample=point.upsample)
+    # The group the command line defaults to for this data, as for the distilled points.
+    group = default_group(bundle.sample_shape)
+    layout = subset_layout(bundle, point.bits, s.seed, group=group, upsample=point.upsample)
     if layout.max_samples_per_class(point.budget) < 1:
         return Outcome(ipc=0)
     t0 = time.perf_counter()
-    res = subset(bundle, point.budget, point.bits, s.seed, path, upsample=point.upsample)
+    res = subset(bundle, point.budget, point.bits, s.seed, path, group=group,
+                 upsample=point.upsample)
     return Outcome(res.ipc, res.n, path, res.file_bytes, time.perf_counter() - t0)
 
 

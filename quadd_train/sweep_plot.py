@@ -31,8 +31,10 @@ def _pyplot() -> Any:
 
 def _size_label(upsample: int, shape: tuple[int, ...] | None) -> str:
     what = "full size" if upsample == 1 else f"1/{upsample} size"
-    if shape:
+    if shape and len(shape) == 3:
         what += f" ({shape[-2] // upsample}x{shape[-1] // upsample})"
+    elif shape:
+        what += f" ({shape[0]} features)"
     return what
 
 

@@ -9,8 +9,12 @@
   ``<dir>/<name>-png.tar.gz`` / ``<name>-jpg.tar.gz``. Archives are extracted once into
   the cache (``$QUADD_CACHE``, else ``~/.cache/quadd``) and the decoded images are kept
   there as an uncompressed ``.npz`` so later loads take a fraction of a second;
+* ``"beam"`` -- the 3GPP beam-management vectors (:mod:`quadd_train.data.beam`, needs
+  ``quadd[beam]``), generated with the default settings on first use and kept in the
+  cache;
 * a path: a folder with ``train/<class>/*`` and ``test/<class>/*`` images, or an
-  ``.npz`` holding ``x_train, y_train, x_test, y_test`` (optionally ``class_names``).
+  ``.npz`` holding ``x_train, y_train, x_test, y_test`` (optionally ``class_names`` and
+  ``rsrp_test``), images or feature vectors ``(N, F)``.
 
 A name that is not one of the known datasets is treated as a path; write ``./mnist``
 to load a local folder that happens to be called like a known dataset.

@@ -29,6 +29,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, default_collate
 
+from quadd_codec.dataset import QddBatch
+
 from ..data import DatasetBundle
 from ..nn.augment import DEFAULT_STRATEGY, ParamDiffAug, diff_augment
 from ..nn.models import build_model, default_model
@@ -150,9 +152,12 @@ def train_and_test(
 
 
 def _collate(batch: Any) -> tuple[Tensor, Tensor]:
-    # A dataset's __getitems__ may hand back an already-batched (x, y) pair; a list of
-    # per-sample pairs goes through the ordinary collation.
-    if isinstance(batch, tuple) and len(batch) == 2 and isinstance(batch[0], Tensor):
+    # A dataset's __getitems__ may hand back an already-batched (x, y) pair or a QddBatch
+    # (the whole batch as two tensors: taken as they are, no per-sample restacking); a
+    # list of per-sample pairs goes through the ordinary collation.
+    if isinstance(batch, QddBatch):
+        x, y = batch.x, batch.y
+    elif isinstance(batch, tuple) and len(batch) == 2 and isinstance(batch[0], Tensor):
         x, y = batch
     else:
         x, y = default_collate(batch)
