@@ -107,9 +107,23 @@ def init_from_env(device: str = "auto") -> Context:
     backend = "nccl" if cuda else "gloo"
     timeout = timedelta(seconds=float(os.environ.get("QUADD_DIST_TIMEOUT",
                                                      DEFAULT_TIMEOUT_S)))
-    dist.init_process_group(backend, rank=rank, world_size=world, timeout=timeout)
+    dist.init_process_group(backend, store=_store(rank, world, timeout), rank=rank,
+                            world_size=world, timeout=timeout)
     _current = Context(rank=rank, world=world, local_rank=local, backend=backend)
     return _current
+
+
+def _store(rank: int, world: int, timeout: timedelta) -> Any:
+    """The rendezvous store, its keys under this attempt's own prefix: after a restart
+    (``torchrun --max-restarts``) the agent's store still holds the failed attempt's
+    addresses, and gloo would connect to those dead peers."""
+    import torch.distributed as dist
+
+    agent = os.environ.get("TORCHELASTIC_USE_AGENT_STORE", "").lower() == "true"
+    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]),
+                          world, is_master=rank == 0 and not agent, timeout=timeout)
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    return dist.PrefixStore(f"quadd/attempt-{attempt}/", store)
 
 
 def shutdown() -> None:
