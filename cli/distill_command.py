@@ -204,7 +204,9 @@ def distill_command(
         res = distill(cfg, bundle, output, progress=progress)
     except train_errors() as exc:
         if ctx.active and _lost_peer(exc):
-            fail(f"rank {ctx.rank} of {ctx.world} lost the other ranks ({describe(exc)}); "
+            # gloo's own text goes on to advise reading the other ranks' logs: cut there.
+            why = describe(exc).split(". This is typically")[0]
+            fail(f"rank {ctx.rank} of {ctx.world} lost the other ranks ({why}); "
                  + (f"the last checkpoint is {ckpt}: run the same command with --resume "
                     "to go on" if checkpoint_every else "nothing was written"))
         fail(describe(exc))
