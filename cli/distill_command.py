@@ -157,14 +157,24 @@ def distill_command(
     import torch
 
     from quadd_train import DistillConfig, distill
+    from quadd_train import distributed as dist
 
     if threads:
         torch.set_num_threads(threads)
+    # Under torchrun: join the other ranks (docs/scaling.md); only rank 0 talks.
+    try:
+        ctx = dist.init_from_env(device)
+    except (ValueError, RuntimeError) as exc:
+        fail(f"cannot join the distributed run: {describe(exc)}")
     if progress is None:
         progress = sys.stderr.isatty()
+    progress = progress and ctx.is_main
     auto = [name for name, v in (("bits", bits), ("upsample", upsample)) if v == "auto"]
     if auto and post_quantize:
         fail("--bits/--upsample auto do not combine with --post-quantize")
+    if auto and ctx.active:
+        fail("--bits/--upsample auto run in one process only; pick them there, then "
+             "distill with torchrun")
     cfg = DistillConfig(
         dataset=dataset, budget_bytes=budget, bits=4 if bits == "auto" else int(bits),
         quantizer=quantizer, method=method,
@@ -178,7 +188,7 @@ def distill_command(
     )
     ckpt = cfg.checkpoint_for(output)
     started = time.time()
-    if resume and not os.path.exists(ckpt):
+    if resume and not os.path.exists(ckpt) and ctx.is_main:
         click.echo(f"quadd: note: no checkpoint at {ckpt}; starting from the beginning",
                    err=True)
     try:
@@ -197,6 +207,12 @@ def distill_command(
             cfg, choice = _choose(cfg, bundle, bits, upsample, progress)
         res = distill(cfg, bundle, output, progress=progress)
     except train_errors() as exc:
+        if ctx.active and _lost_peer(exc):
+            # gloo's own text goes on to advise reading the other ranks' logs: cut there.
+            why = describe(exc).split(". This is typically")[0]
+            fail(f"rank {ctx.rank} of {ctx.world} lost the other ranks ({why}); "
+                 + (f"the last checkpoint is {ckpt}: run the same command with --resume "
+                    "to go on" if checkpoint_every else "nothing was written"))
         fail(describe(exc))
     except KeyboardInterrupt:
         # Only a checkpoint this run resumed from or wrote: an older one at the same path
@@ -211,6 +227,10 @@ def distill_command(
                            f"{ckpt}: run the same command with --resume to go on", err=True)
                 sys.exit(130)
         raise
+    finally:
+        dist.shutdown()
+    if not ctx.is_main:
+        return  # rank 0 reports
     if as_json:
         out = res.to_dict()
         if choice is not None:
@@ -229,6 +249,16 @@ def distill_command(
             f"{res.it_per_s:.2f} it/s"
         )
 
+
+
+def _lost_peer(exc: BaseException) -> bool:
+    """Whether ``exc`` is a collective that failed: a peer died or timed out."""
+    import torch.distributed as torch_dist
+
+    if isinstance(exc, getattr(torch_dist, "DistError", ())):
+        return True
+    text = str(exc).lower()
+    return any(w in text for w in ("gloo", "nccl", "connection", "timed out", "timeout"))
 
 
 def _choose(cfg: Any, bundle: Any, bits: int | str, upsample: int | str,

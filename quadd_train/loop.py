@@ -13,6 +13,7 @@ import math
 import os
 import sys
 import time
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,13 @@ from quadd_codec.paths import same_file
 
 from .checkpoint import check_resumable, load_checkpoint, run_fingerprint, save_checkpoint
 from .config import DistillConfig, DistillResult
+from .distributed import (
+    Context,
+    broadcast_object,
+    context,
+    gather_rows,
+    sum_in_rank_order,
+)
 from .objectives import make_objective
 from .plan import check_dir, check_memory, check_written, file_layout, plan_ipc
 from .quantizers import make_quantizer, quantizer_optimizer
@@ -39,6 +47,10 @@ def distill(
 
     The file stores the samples in normalized space with ``Denorm(scale=std,
     offset=mean)``. Its size is checked against the budget after writing.
+
+    In a distributed run (:mod:`.distributed`) every rank calls this alike: the ranks
+    split the objective's set-up and classes, rank 0 alone shows progress and writes
+    the checkpoints and the file, the same bytes one process writes.
     """
     from .data import check_every_class_has_samples
 
@@ -48,15 +60,19 @@ def distill(
     runtime = resolve_runtime(config.device, bf16=config.bf16,
                               channels_last=config.channels_last, compile=config.compile,
                               compile_default=config.compile_default)
+    ctx = context()
+    progress = progress and ctx.is_main
+    if ctx.active and runtime.device.type == "cuda" and runtime.device.index is None:
+        # Each rank its own GPU (distributed.init_from_env made it the current one).
+        runtime = replace(runtime, device=torch.device("cuda", torch.cuda.current_device()))
     device = runtime.device
     ckpt_path = config.checkpoint_for(out_path)
     if (config.checkpoint_every or config.resume) and same_file(ckpt_path, out_path):
         raise ValueError(f"the checkpoint and the output are the same file ({out_path}); "
                          "pick another --checkpoint")
     objective = make_objective(config.method, config.objective_options)
-    state: dict[str, Any] | None = None
-    if config.resume and os.path.exists(ckpt_path):
-        state = load_checkpoint(ckpt_path, device)
+    state = _read_checkpoint(ckpt_path, device) if config.resume else None
+    if state is not None:
         # Before anything is built: a resumed objective adopts what it ran with (DM's
         # loop and pool), and a mismatch is named as one.
         objective.load_state_dict(state["objective"])
@@ -76,7 +92,8 @@ def distill(
     n = ipc * num_classes
     check_memory(n, layout.sample_shape, config.upsample, ipc, device)
 
-    cuda_ids = [device.index or 0] if device.type == "cuda" else []
+    cuda_ids = [device.index if device.index is not None else torch.cuda.current_device()
+                ] if device.type == "cuda" else []
     # The run seeds the global torch RNG (network initializations draw from it); fork
     # it so the caller's random stream is left as it was.
     with torch.random.fork_rng(devices=cuda_ids):
@@ -109,6 +126,7 @@ def distill(
         opt_obj = (torch.optim.SGD(groups, lr=config.lr_img, momentum=config.momentum)
                    if groups else None)
         obj_params = [p for g in (opt_obj.param_groups if opt_obj else []) for p in g["params"]]
+        split = _split(objective, ctx, num_classes, ipc, bool(obj_params))
 
         start_it = 0
         last_loss = float("nan")
@@ -127,6 +145,8 @@ def distill(
             last_loss = float(state["loss"])
 
         def checkpoint(iteration: int) -> None:
+            if not ctx.is_main:  # every rank holds the same state; one writes it
+                return
             save_checkpoint(
                 {
                     "fingerprint": run_fingerprint(config),
@@ -174,10 +194,16 @@ def distill(
                     # Fit the levels to the samples as they are now, not as initialized.
                     quant.init_from(syn.data.detach())
                 syn_q = syn.data if warm else quant(syn.data)
-                loss = objective.loss(syn.expand(syn_q), syn.labels, rng)
-                for o in optimizers:
-                    o.zero_grad(set_to_none=True)
-                loss.backward()
+                if split is None:
+                    loss = objective.loss(syn.expand(syn_q), syn.labels, rng)
+                    for o in optimizers:
+                        o.zero_grad(set_to_none=True)
+                    loss.backward()
+                else:
+                    for o in optimizers:
+                        o.zero_grad(set_to_none=True)
+                    loss = split_backward(objective, syn.expand(syn_q), syn.labels, rng,
+                                          *split)
                 opt_img.step()
                 if opt_q is not None and not warm:
                     opt_q.step()
@@ -188,7 +214,8 @@ def distill(
                 last = it == config.iterations - 1
                 ckpt = bool(config.checkpoint_every) and (it + 1) % config.checkpoint_every == 0
                 if it % 10 == 0 or it == start_it or last or ckpt:
-                    last_loss = float(loss.detach())
+                    last_loss = (float(loss.detach()) if split is None
+                                 else sum_in_rank_order(float(loss)))
                     if not math.isfinite(last_loss):
                         # Writing on would put NaN samples (and undefined codes) in a file.
                         raise ValueError(
@@ -216,9 +243,12 @@ def distill(
                     quant.init_from(syn.data.detach())  # the loop never switched it on
                 codes, levels = quant.export(syn.data.detach())
     labels = syn.labels.cpu().numpy().astype(np.int64)
-    written = layout.write(out_path, codes, levels, labels)
-    size = check_written(out_path, config.budget_bytes, layout.size(n))
-    assert written == size
+    if ctx.is_main:
+        written = layout.write(out_path, codes, levels, labels)
+        size = check_written(out_path, config.budget_bytes, layout.size(n))
+        assert written == size
+    else:
+        size = layout.size(n)  # rank 0 writes the file
     return DistillResult(
         path=out_path,
         ipc=ipc,
@@ -248,3 +278,55 @@ def _restore_objective_params(params: list[torch.Tensor], opt: torch.optim.Optim
             p.copy_(s.to(p.device, p.dtype))
     if opt is not None and state["opt_objective"] is not None:
         opt.load_state_dict(state["opt_objective"])
+
+
+def _read_checkpoint(path: str, device: torch.device) -> dict[str, Any] | None:
+    """The checkpoint to resume from (None: none there). In a distributed run rank 0
+    reads it and sends it to the others (nodes need not share a file system); a refusal
+    is raised on every rank."""
+    ctx = context()
+    if not ctx.active:
+        return load_checkpoint(path, device) if os.path.exists(path) else None
+    state: dict[str, Any] | None = None
+    problem = ""
+    if ctx.is_main and os.path.exists(path):
+        try:
+            # On the CPU: a CUDA tensor pickled on rank 0 would unpickle on rank 0's GPU.
+            state = load_checkpoint(path, "cpu")
+        except ValueError as exc:
+            problem = str(exc)
+    state, problem = broadcast_object((state, problem))
+    if problem:
+        raise ValueError(problem)
+    return state
+
+
+def _split(objective: Any, ctx: Context, num_classes: int, ipc: int,
+           has_params: bool) -> tuple[slice, list[int]] | None:
+    """This rank's rows of the (class-major) synthetic set and every rank's row count,
+    when the run is distributed and the objective computes a share of the classes
+    (``split_classes``); None: every rank computes the whole loss (the same result,
+    no faster). An objective with learnables of its own computes it whole: their
+    gradient would be a sum of per-rank parts, rounded unlike one process's."""
+    hook = getattr(objective, "split_classes", None)
+    if (not ctx.active or has_params or hook is None
+            or not hook(ctx.share(num_classes))):
+        return None
+    mine = ctx.share(num_classes)
+    counts = [len(ctx.share(num_classes, r)) * ipc for r in range(ctx.world)]
+    return slice(mine.start * ipc, mine.stop * ipc), counts
+
+
+def split_backward(objective: Any, x: torch.Tensor, labels: torch.Tensor,
+                   rng: np.random.Generator, rows: slice, counts: list[int]) -> torch.Tensor:
+    """One distributed step's backward pass: the objective's loss of this rank's rows of
+    ``x`` (the samples as the networks see them), its gradient gathered from every rank
+    in rank order (copied, never added), then the backward pass from ``x`` that one
+    process runs, so shared parameters (a group quantizer's levels) get its gradient
+    bit for bit. Returns this rank's share of the loss."""
+    local = x[rows].detach().requires_grad_(True)
+    loss = objective.loss(local, labels[rows], rng)
+    loss.backward()
+    grad = local.grad if local.grad is not None else torch.zeros_like(local)
+    x.backward(gather_rows(grad, counts))
+    return loss.detach()

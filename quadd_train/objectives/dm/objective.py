@@ -67,6 +67,9 @@ class DMObjective(PoolMixin, Objective):
         self.pool_size: int | None = self.options.pool_size
         self.real_per_class: int | None = self.options.real_per_class
         self.pool_from_cache = False  # prepare took the pool from the on-disk cache
+        # The classes whose loss this process computes (None: all); a distributed run's
+        # share, see split_classes.
+        self._classes: range | None = None
 
     # ------------------------------------------------------------------ set-up
     def _new_net(self) -> ConvNet:
@@ -233,35 +236,66 @@ class DMObjective(PoolMixin, Objective):
             return self.entry_loss(syn, self._draw(rng))
         return self._loss_plain(syn, rng)
 
+    def split_classes(self, classes: range) -> bool:
+        """Compute only the loss of ``classes`` from now on: ``loss`` then takes their
+        samples alone (class-major) and returns the sum of their terms. Each class's
+        term and its gradient are what the whole set's loss gives them, so a
+        distributed run gathers the gradients (:mod:`quadd_train.distributed`). False
+        (nothing changed) where the classes do not separate: a batch-norm network
+        mixes every sample of the batch."""
+        if self.options.norm == "batchnorm":
+            return False
+        self._classes = range(classes.start, classes.stop)
+        return True
+
+    def _local_classes(self) -> range:
+        return self._classes if self._classes is not None else range(self.num_classes)
+
     def entry_loss(self, syn: Tensor, p: int) -> Tensor:
         """The DM loss of ``syn`` (class-major, ``ipc`` per class) under pool entry ``p``."""
         assert self._pool_means is not None and self._pool_seeds is not None
-        return self._match(syn, self._net(p), self._pool_seeds[p], self._pool_means[p])
+        cls = self._local_classes()
+        return self._match(syn, self._net(p), self._pool_seeds[p],
+                           self._pool_means[p][cls.start:cls.stop])
 
     def _match(self, syn: Tensor, net: ConvNet, dsa_seeds: np.ndarray, real_means: Tensor
                ) -> Tensor:
-        """``sum_c || real_means[c] - mean emb(syn_c) ||^2``, each class's synthetic
-        images under that class's transform (the one its real mean was taken under)."""
-        k, ipc = self.num_classes, self.ipc
+        """``sum_c || real_means[c] - mean emb(syn_c) ||^2`` over this process's classes
+        (``real_means`` and ``syn``: theirs), each class's synthetic images under that
+        class's transform (the one its real mean was taken under)."""
+        cls, ipc = self._local_classes(), self.ipc
+        k = len(cls)
+        if k == 0:  # a rank with no classes: nothing to embed
+            return syn.sum() * 0.0
         chunks = syn.reshape(k, ipc, *syn.shape[1:])
-        aug = torch.cat([self._augment(chunks[c], int(dsa_seeds[c])) for c in range(k)])
-        if aug.shape[0] <= self.syn_chunk:
+        aug = torch.cat([self._augment(chunks[i], int(dsa_seeds[c]))
+                         for i, c in enumerate(cls)])
+        if not self.channels_last:
+            aug = _nchw(aug)
+        # The whole set's size decides, so every share embeds as one process does.
+        if self.num_classes * ipc <= self.syn_chunk:
             syn_means = self._embed(net, aug).reshape(k, ipc, -1).mean(dim=1)
         else:
-            syn_means = self._embed_in_pieces(net, aug) / ipc
+            syn_means = self._embed_in_pieces(net, aug, cls.start * ipc) / ipc
         return ((real_means - syn_means) ** 2).sum()
 
-    def _embed_in_pieces(self, net: ConvNet, aug: Tensor) -> Tensor:
+    def _embed_in_pieces(self, net: ConvNet, aug: Tensor, first: int = 0) -> Tensor:
         """Per-class sums ``(K, F)`` of the embeddings of ``aug`` (class-major, ``ipc``
-        per class), embedded in pieces of at most ``syn_chunk`` images whose activations
-        are recomputed in the backward pass, so only one piece's are kept at a time."""
-        n = aug.shape[0]
-        pieces = -(-n // self.syn_chunk)
+        per class; its row 0 is row ``first`` of the whole set), embedded in pieces of
+        at most ``syn_chunk`` images whose activations are recomputed in the backward
+        pass, so only one piece's are kept at a time. The pieces are the whole set's,
+        cut to these rows."""
+        total = self.num_classes * self.ipc
+        pieces = -(-total // self.syn_chunk)
         # Even pieces (n // pieces or one more images): at most two shapes to compile.
-        bounds = [i * n // pieces for i in range(pieces + 1)]
+        bounds = [i * total // pieces for i in range(pieces + 1)]
+        n = aug.shape[0]
         rows = torch.arange(n, device=aug.device) // self.ipc
-        sums = torch.zeros(self.num_classes, net.num_features, device=aug.device)
+        sums = torch.zeros(n // self.ipc, net.num_features, device=aug.device)
         for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
+            start, stop = max(start - first, 0), min(stop - first, n)
+            if start >= stop:
+                continue
             emb = self._embed(net, aug[start:stop], checkpointed=True)
             sums = sums.index_add(0, rows[start:stop], emb)
         return sums
@@ -272,7 +306,8 @@ class DMObjective(PoolMixin, Objective):
         net_seed, dsa_seeds, draw = self._entry(self._step)
         self._step += 1
         net = self._seeded_net(net_seed)
-        real_means = self._real_means(net, dsa_seeds, draw, self.options.batch_real)
+        real_means = self._real_means(net, dsa_seeds, draw, self.options.batch_real,
+                                      self._local_classes())
         return self._match(syn, net, dsa_seeds, real_means)
 
     # ------------------------------------------------------------------ what ran
@@ -357,6 +392,15 @@ def _pool_key(cfg: dict[str, Any]) -> dict[str, Any]:
     if not full["pool_train_steps"]:
         skip |= {"pool_train_lr", "pool_train_batch"}  # nothing was trained with them
     return {k: v for k, v in full.items() if k not in skip}
+
+
+def _nchw(x: Tensor) -> Tensor:
+    """``x`` with NCHW strides. A one-channel batch's channel stride is free (any value
+    is contiguous), and DSA's affine transforms return it as 1, which the convolutions
+    read as NHWC and round differently: the result would depend on which classes share
+    a batch (``torch.cat`` keeps the strides when all its inputs have them)."""
+    want = torch.empty(x.shape, device="meta").stride()
+    return x if x.stride() == want else x.clone(memory_format=torch.contiguous_format)
 
 
 def _embed_syn(net: ConvNet, x: Tensor) -> Tensor:

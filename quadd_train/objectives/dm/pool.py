@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ...distributed import context, gather_objects, gather_rows
 from ...nn.convnet import ConvNet
 from ...runtime import available_memory, to_device
 
@@ -71,16 +72,20 @@ class PoolMixin:
         return net_seed, dsa_seeds, rng
 
     def _real_means(self, net: ConvNet, dsa_seeds: np.ndarray, rng: np.random.Generator,
-                    n_real: int) -> Tensor:
+                    n_real: int, classes: range | None = None) -> Tensor:
         """Per-class mean embeddings ``(K, F)`` of ``n_real`` real images per class (all
         of a smaller class), drawn without replacement as the reference does, each class
-        under its own DSA transform."""
+        under its own DSA transform. ``classes``: only these rows (every class's images
+        are still drawn, so each class takes the images it takes in a whole-set call)."""
         per_class = []
         chunk = self.options.embed_chunk
+        wanted = range(self.num_classes) if classes is None else classes
         with torch.no_grad():
             for c in range(self.num_classes):
                 idx = self.class_idx[c]
                 take = rng.permutation(idx)[: min(n_real, idx.size)]
+                if c not in wanted:
+                    continue
                 total: Tensor | None = None
                 for start in range(0, take.size, chunk):
                     xb = self._augment(self._gather(take[start : start + chunk]),
@@ -89,9 +94,15 @@ class PoolMixin:
                     total = s if total is None else total + s
                 assert total is not None
                 per_class.append((total / take.size).float())
+        if not per_class:
+            return torch.zeros(0, net.num_features, device=self.device)
         return torch.stack(per_class)
 
     def _build_pool(self, progress: bool = False) -> None:
+        # A distributed run's ranks each build a block of the networks (Context.share)
+        # and gather the rest: the same numbers, computed once each.
+        ctx = context()
+        mine = ctx.share(self.pool_size)
         if self._net_seeds is None:
             draws = [self._entry(p)[:2] for p in range(self.pool_size)]
             self._net_seeds = np.array([d[0] for d in draws], dtype=np.int64)
@@ -100,6 +111,10 @@ class PoolMixin:
             self._nets = [self._seeded_net(int(s)) for s in self._net_seeds]
             if self._net_states is None:
                 self._net_states = self._train_pool(self._seed, progress)
+                if ctx.active:
+                    # Each network trained on one rank; every rank takes them all.
+                    self._net_states = [s for part in gather_objects(self._net_states)
+                                        for s in part]
             for net, state in zip(self._nets, self._net_states, strict=True):
                 net.load_state_dict(state)
         else:
@@ -118,7 +133,7 @@ class PoolMixin:
         # On a CPU a large pool takes minutes (pool_size x real_per_class x classes
         # forward passes) before the first iteration; say so rather than sit silent.
         bar = tqdm(
-            range(self.pool_size),
+            mine,
             desc=f"DM pool: embedding {self.real_per_class} real/class",
             unit="net",
             file=sys.stderr,
@@ -134,9 +149,18 @@ class PoolMixin:
                 _net_seed, _dsa, rng = self._entry(p)
                 means.append(self._real_means(self._net(p), self._pool_seeds[p], rng,
                                               self.real_per_class))
-                if p == 0 and self._compiled:
+                if p == mine.start and self._compiled:
                     bar.set_postfix_str("", refresh=False)
-        self._pool_means = torch.stack(means)
+        k = self.num_classes
+        local = torch.stack(means) if means else torch.zeros(0, k, 0, device=self.device)
+        if ctx.active:
+            # The feature width from a rank that embedded something (a rank may have none).
+            width = max(gather_objects(int(local.shape[-1]) if means else 0))
+            if not means:
+                local = torch.zeros(0, k, width, device=self.device)
+            counts = [len(ctx.share(self.pool_size, r)) for r in range(ctx.world)]
+            local = gather_rows(local, counts)
+        self._pool_means = local
 
     def _resident_bytes(self) -> int:
         if self.device.type == "cuda":
@@ -151,7 +175,8 @@ class PoolMixin:
         return self._seeded_net(int(self._net_seeds[p]))
 
     def _train_pool(self, seed: int, progress: bool) -> list[dict[str, Tensor]]:
-        """Weights of each pool network after its share of training on real batches.
+        """Weights of each pool network (of this rank's block in a distributed run)
+        after its share of training on real batches.
 
         Network p trains for ``round(p * S / (P - 1))`` steps from its own seeded
         initialization, on batches drawn from its own generator, so the result does not
@@ -161,8 +186,9 @@ class PoolMixin:
         opts = self.options
         n = len(self._nets)
         steps = [round(p * opts.pool_train_steps / max(n - 1, 1)) for p in range(n)]
+        mine = context().share(n)  # a distributed run gathers the others' (_build_pool)
         bar = tqdm(
-            total=sum(steps),
+            total=sum(steps[p] for p in mine),
             desc="DM pool: training networks",
             unit="step",
             file=sys.stderr,
@@ -172,7 +198,8 @@ class PoolMixin:
         states = []
         n_real = self.y_real.numel()
         with contextlib.closing(bar):
-            for p, net in enumerate(self._nets):
+            for p in mine:
+                net = self._nets[p]
                 rng = np.random.default_rng([int(seed), 0x7A1, p])
                 params = list(net.parameters())
                 for q in params:

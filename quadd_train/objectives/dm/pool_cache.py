@@ -36,6 +36,7 @@ import torch
 from torch import Tensor
 
 from ...cache import damaged, pool_cache_cap, read_pool_entry, write_pool_entry
+from ...distributed import all_agree, context
 from ...runtime import cpu_model
 
 if TYPE_CHECKING:
@@ -91,7 +92,20 @@ class PoolCacheEntry:
         self._text = text
 
     def load(self) -> bool:
-        """Adopt the stored pool; False on a miss (a damaged entry is removed)."""
+        """Adopt the stored pool; False on a miss (a damaged entry is removed). In a
+        distributed run every rank reads it, and all adopt it or none does (a rank that
+        cannot see the cache builds with the others)."""
+        hit = self._load()
+        ctx = context()
+        if ctx.active and not all_agree(hit):
+            if hit:
+                obj = self.obj
+                obj._net_seeds = obj._pool_seeds = obj._pool_means = None
+                obj._net_states = None
+            return False
+        return hit
+
+    def _load(self) -> bool:
         state = read_pool_entry(self.name)
         if state is None:
             return False
@@ -107,8 +121,11 @@ class PoolCacheEntry:
         return True
 
     def save(self) -> None:
-        """Store the pool just built, unless a failed compile changed how it was built."""
+        """Store the pool just built, unless a failed compile changed how it was built
+        (a distributed run's rank 0 stores it, for every rank)."""
         obj = self.obj
+        if not context().is_main:
+            return
         if obj.runtime is not None and obj.runtime.compile and not obj._compiled:
             return
         assert obj._pool_means is not None and obj._net_seeds is not None
