@@ -31,14 +31,16 @@ ENTRY_POINT_GROUP = "quadd.objectives"
 
 # The built-in objectives' options classes, importable without torch (for the command
 # line's flags and help).
-_BUILTIN_OPTIONS = {"dm": ("quadd_train.objectives.dm.options", "DMOptions")}
+_BUILTIN_OPTIONS = {"dm": ("quadd_train.objectives.dm.options", "DMOptions"),
+                    "gm": ("quadd_train.objectives.gm.options", "GMOptions")}
 
 T = TypeVar("T", bound="type[Objective]")
 
 
 OBJECTIVES: Registry[type[Objective]] = Registry(
     "objective", ENTRY_POINT_GROUP, Objective,
-    builtins={"dm": "quadd_train.objectives.dm.objective"})
+    builtins={"dm": "quadd_train.objectives.dm.objective",
+              "gm": "quadd_train.objectives.gm.objective"})
 
 
 def register_objective(name: str) -> Callable[[T], T]:
