@@ -349,7 +349,8 @@ def verify_report(source: str) -> dict[str, Any]:
     from quadd_codec import QddError
 
     report: dict[str, Any] = {"path": _label(source), "ok": False, "error": None,
-                              "chunk_samples": None, "chunks": None, "damaged_chunks": None}
+                              "chunk_samples": None, "chunks": None, "damaged_chunks": None,
+                              "n": None, "file_size": None}
     try:
         with _open_qdd(source, verify=False) as f:
             if f.chunk:

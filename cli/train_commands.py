@@ -71,8 +71,11 @@ def subset_command(
     if as_json:
         click.echo(json_line(asdict(res)))
     else:
+        # A class with fewer samples than the budget allows gives all it has.
+        per_class = (f"{res.ipc}/class" if res.n == res.ipc * bundle.num_classes
+                     else f"up to {res.ipc}/class: some classes have fewer")
         click.echo(
-            f"wrote {res.path}: {res.n} samples ({res.ipc}/class) at {res.bits} bits, "
+            f"wrote {res.path}: {res.n} samples ({per_class}) at {res.bits} bits, "
             f"{res.file_bytes} of {res.budget_bytes} bytes"
         )
 

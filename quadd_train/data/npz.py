@@ -11,6 +11,7 @@ it becomes :attr:`DatasetBundle.test_rsrp`.
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,9 @@ _SPLITS = ("x_train", "y_train", "x_test", "y_test")
 
 def load_npz(path: Path, name: str | None = None) -> DatasetBundle:
     """The dataset in ``path``, called ``name`` (default: the file's stem)."""
+    # np.load takes anything that is not a zip or .npy for a pickle and says so.
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{path} is not an .npz (zip) file")
     with np.load(path, allow_pickle=False) as z:
         missing = set(_SPLITS) - set(z.files)
         if missing:
