@@ -116,8 +116,6 @@ def eval_command(
             config=EvalConfig(model=model),
         )
 
-    # The quadd group guards every subcommand too; this keeps the command well-behaved
-    # when invoked on its own (tests, embedding in another click group).
     def guarded() -> dict:
         try:
             return run()
@@ -127,6 +125,8 @@ def eval_command(
                 raise
             raise ValueError(why) from exc
 
+    # The quadd group guards every subcommand too; this keeps the command well-behaved
+    # when invoked on its own (tests, embedding in another click group).
     try:
         result = run_guarded(guarded)
     finally:
