@@ -1,6 +1,9 @@
 """``quadd sweep``: distill and evaluate every (budget, bits, upsample) point and the
 baselines at the same budgets, print a table as points finish, draw the plots and name
-the best point's ``quadd distill`` command (library: ``quadd_train.sweep``)."""
+the best point's ``quadd distill`` command (library: ``quadd_train.sweep``).
+
+Under ``torchrun`` the points are dealt out across the ranks; rank 0 keeps the store,
+prints, plots and recommends (docs/scaling.md)."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from typing import Any
 import click
 
 from .errors import describe, fail
+from .eval_command import lost_peer_message
 from .objective_flags import RegistryChoice
 from .train_options import SIZE, data_dir_opt, dataset_opt, load_bundle, train_errors
 
@@ -114,12 +118,18 @@ def sweep_command(dataset: str, data_dir: str | None, budgets: tuple[int, ...],
     import matplotlib  # noqa: F401
     from tqdm import tqdm
 
+    from quadd_train import distributed as dist
     from quadd_train.sweep import SweepSettings, best_point, distill_command_for, run_sweep
     from quadd_train.sweep_plot import plot_sweep
 
     if quantizer == "none":
         raise click.BadParameter("unquantized DM is the 32-bit point: add 32 to --bits",
                                  param_hint="--quantizer")
+    # Under torchrun: join the other ranks, each runs its share of the points.
+    try:
+        ctx = dist.init_from_env(device)
+    except (ValueError, RuntimeError) as exc:
+        fail(f"cannot join the distributed run: {describe(exc)}")
     if progress is None:
         progress = sys.stderr.isatty()
     settings = SweepSettings(
@@ -128,6 +138,8 @@ def sweep_command(dataset: str, data_dir: str | None, budgets: tuple[int, ...],
         seed=seed, baselines=baselines, data_dir=data_dir, device=device)
 
     def echo(line: str, err: bool = False) -> None:
+        if not ctx.is_main:
+            return  # rank 0 reports
         tqdm.write(line, file=sys.stderr if err else sys.stdout)
         (sys.stderr if err else sys.stdout).flush()
 
@@ -145,17 +157,24 @@ def sweep_command(dataset: str, data_dir: str | None, budgets: tuple[int, ...],
             settings.baselines = [b for b in settings.baselines if b not in images]
             settings.upsample = [1]
         shape = "x".join(str(d) for d in bundle.sample_shape)
-        click.echo(f"{bundle.name}: {bundle.num_classes} classes, samples {shape}; budgets "
-                   f"{', '.join(f'{b:,} B' for b in settings.budgets)}; {iterations} "
-                   f"iterations, evaluated {runs} x {epochs} epochs")
-        click.echo(HEADER)
+        ranks = f"; points dealt out to {ctx.world} ranks" if ctx.active else ""
+        echo(f"{bundle.name}: {bundle.num_classes} classes, samples {shape}; budgets "
+             f"{', '.join(f'{b:,} B' for b in settings.budgets)}; {iterations} "
+             f"iterations, evaluated {runs} x {epochs} epochs{ranks}")
+        echo(HEADER)
         records = run_sweep(
             settings, out, bundle,
             on_record=lambda rec, reused: echo(format_row(rec, reused)),
             note=lambda text: echo(f"quadd: note: {text}", err=True), progress=progress)
+        if not ctx.is_main:
+            return
         plots = plot_sweep(records, out, bundle.name, tuple(bundle.sample_shape))
     except train_errors() as exc:
-        fail(describe(exc))
+        store = os.path.join(out, "sweep.jsonl")
+        fail(lost_peer_message(ctx, exc, f"the finished points are in {store}: run the "
+                               "same command again to go on") or describe(exc))
+    finally:
+        dist.shutdown()
     for budget in settings.budgets:
         best = best_point(records, budget)
         if best is None:

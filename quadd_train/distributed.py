@@ -20,6 +20,9 @@ The contract (what makes a distributed file byte-identical to the one-process fi
 * Every rank keeps the whole (small) state: synthetic set, quantizer, optimizers, pool.
   The ranks stay equal step by step; rank 0 alone writes the checkpoint (which any world
   size resumes) and the file, and shows progress.
+* Independent jobs (``quadd eval``'s runs, ``quadd sweep``'s points) are split instead:
+  each is run whole by one rank, inside :func:`local` (so nothing it calls splits again
+  or waits on a peer), and the results come back in job order (:func:`gather_lists`).
 
 Outside a distributed run every function here is the one-process identity.
 """
@@ -27,6 +30,8 @@ Outside a distributed run every function here is the one-process identity.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -35,8 +40,8 @@ import torch
 from torch import Tensor
 
 __all__ = ["Context", "DEFAULT_TIMEOUT_S", "all_agree", "broadcast_object", "context",
-           "gather_objects", "gather_rows", "init_from_env", "launched", "shutdown",
-           "sum_in_rank_order"]
+           "gather_lists", "gather_objects", "gather_rows", "init_from_env", "launched",
+           "local", "lost_peer", "shutdown", "sum_in_rank_order"]
 
 # A collective waits this long for its peers (QUADD_DIST_TIMEOUT overrides): longer than
 # any rank's head start (one pool network, one checkpoint write), short enough that a
@@ -73,6 +78,20 @@ _current = Context()
 def context() -> Context:
     """This process's context (a one-process run unless :func:`init_from_env` joined)."""
     return _current
+
+
+@contextmanager
+def local() -> Iterator[Context]:
+    """Run the body as a one-process run on this rank alone: a job one rank owns (a sweep
+    point's distill and evaluation) must not split its work with, or wait on, ranks that
+    are busy with jobs of their own."""
+    global _current
+    saved = _current
+    _current = Context()
+    try:
+        yield _current
+    finally:
+        _current = saved
 
 
 def launched() -> bool:
@@ -172,6 +191,12 @@ def gather_objects(obj: Any) -> list[Any]:
     return out
 
 
+def gather_lists(local: list[Any]) -> list[Any]:
+    """Every rank's list of picklable items, concatenated in rank order, on every rank:
+    with :meth:`Context.share` blocks, the items in job order."""
+    return [item for part in gather_objects(list(local)) for item in part]
+
+
 def broadcast_object(obj: Any) -> Any:
     """Rank 0's ``obj`` on every rank."""
     if not _current.active:
@@ -198,3 +223,13 @@ def sum_in_rank_order(value: float) -> float:
     for v in parts.tolist():
         total += v
     return total
+
+
+def lost_peer(exc: BaseException) -> bool:
+    """Whether ``exc`` is a collective that failed: a peer died or timed out."""
+    import torch.distributed as dist
+
+    if isinstance(exc, getattr(dist, "DistError", ())):
+        return True
+    text = str(exc).lower()
+    return any(w in text for w in ("gloo", "nccl", "connection", "timed out", "timeout"))

@@ -5,7 +5,9 @@ A point is one real run: a ``.qdd`` file written into the sweep folder and evalu
 with the standard protocol (``runs`` x ``epochs``). Each finished point is appended to
 the store at once (append, flush, fsync), so a sweep killed at any moment and started
 again with the same settings redoes at most the point it was on. Points whose budget
-does not fit one sample per class are recorded as such, not raised.
+does not fit one sample per class are recorded as such, not raised. Under ``torchrun``
+the points are dealt out across the ranks (:func:`run_sweep`): the store, its order and
+every record are the one-process ones, and a restart redoes at most one round.
 
 What a sweep runs is the table :data:`KINDS`: QuADD itself and the baselines, each a
 :class:`Kind` (which points it has, and how one point is run). A new baseline is one
@@ -313,47 +315,96 @@ def run_sweep(
     progress: bool = False,
 ) -> list[dict[str, Any]]:
     """Run every point of ``s`` not already finished in ``folder``'s store; returns the
-    records of all the sweep's points (stored ones first reused). ``on_record(rec,
-    reused)`` is called for each point as it is known; ``note`` gets one-line notes."""
+    records of all the sweep's points, in point order (stored ones reused).
+    ``on_record(rec, reused)`` is called for each point, in point order, as it is known;
+    ``note`` gets one-line notes.
+
+    Under ``torchrun`` (:mod:`.distributed`) every rank calls this alike: the points to
+    run are dealt out in rounds of one per rank (rank ``r`` runs the ``r``-th point of
+    each round, whole, as one process would), and after each round rank 0 appends the
+    round's records to the store in point order. Only rank 0 reads and writes the store,
+    calls ``on_record`` and ``note`` and shows the bar; every rank returns the records."""
     from tqdm import tqdm
 
-    os.makedirs(folder, exist_ok=True)
+    from .distributed import broadcast_object, context
+
+    ctx = context()
+    os.makedirs(folder, exist_ok=True)  # every rank writes its points' files there
     store = SweepStore(folder)
     wanted = s.matched()
     stored: dict[tuple, dict[str, Any]] = {}
     other: set[tuple] = set()
-    for rec in store.load():
+    for rec in broadcast_object(store.load() if ctx.is_main else None):
         if rec.get("settings") == wanted:
             stored[record_key(rec)] = rec
         else:
             other.add(record_key(rec))
     points = sweep_points(s)
-    results = []
-    bar = tqdm(total=len(points), desc="sweep", unit="point", file=sys.stderr,
-               disable=not progress, dynamic_ncols=True)
-    try:
-        for p in points:
-            rec = stored.get(p.key)
-            if rec is not None:
-                results.append(rec)
-                if on_record:
-                    on_record(rec, True)
-                bar.update(1)
-                continue
-            if p.key in other and note:
-                note(f"{store.path} has {p.kind} at {p.budget} B, {p.bits} bits, upsample "
-                     f"{p.upsample} made with other settings: not reused, running it again")
-            bar.set_postfix_str(f"{p.kind} {p.budget} B {p.bits} bit x{p.upsample}",
-                                refresh=True)
-            rec = _run_point(p, s, bundle, folder)
-            store.append(rec)
-            results.append(rec)
-            if on_record:
-                on_record(rec, False)
+    todo = [p for p in points if p.key not in stored]
+    known: dict[tuple, tuple[dict[str, Any], bool]] = {
+        p.key: (stored[p.key], True) for p in points if p.key in stored}
+    reported = 0
+
+    def report() -> None:
+        # Points are reported in point order: each as soon as all before it are known.
+        nonlocal reported
+        while reported < len(points) and points[reported].key in known:
+            rec, reused = known[points[reported].key]
+            if on_record and ctx.is_main:
+                on_record(rec, reused)
+            reported += 1
             bar.update(1)
+
+    bar = tqdm(total=len(points), desc="sweep", unit="point", file=sys.stderr,
+               disable=not (progress and ctx.is_main), dynamic_ncols=True)
+    try:
+        report()
+        for first in range(0, len(todo), ctx.world):
+            round_ = todo[first:first + ctx.world]
+            for p in round_:
+                if p.key in other and note and ctx.is_main:
+                    note(f"{store.path} has {p.kind} at {p.budget} B, {p.bits} bits, "
+                         f"upsample {p.upsample} made with other settings: not reused, "
+                         "running it again")
+            p = round_[0]
+            bar.set_postfix_str(f"{p.kind} {p.budget} B {p.bits} bit x{p.upsample}"
+                                + (f" (+{len(round_) - 1} on other ranks)"
+                                   if len(round_) > 1 else ""), refresh=True)
+            outcomes = _run_round(round_, s, bundle, folder)
+            for p, (status, rec) in zip(round_, outcomes, strict=True):
+                if status == "done":
+                    if ctx.is_main:
+                        store.append(rec)
+                    known[p.key] = (rec, False)
+            report()
+            for rank, (p, (status, why)) in enumerate(zip(round_, outcomes, strict=True)):
+                if status == "failed":  # after the round's finished points are stored
+                    raise ValueError(f"{p.kind} at {p.budget} B, {p.bits} bits, upsample "
+                                     f"{p.upsample} (rank {rank}): {why}")
     finally:
         bar.close()
-    return results
+    return [known[p.key][0] for p in points]
+
+
+def _run_round(round_: list[Point], s: SweepSettings, bundle: Any,
+               folder: str) -> list[tuple[str, Any]]:
+    """One round's outcomes, on every rank: ``("done", record)`` or ``("failed", why)``
+    per point. This rank runs the point at its rank's place as one process would
+    (:func:`~.distributed.local`); the others' come from their ranks. In one process a
+    failure is raised as it is."""
+    from .distributed import context, gather_objects, local
+
+    ctx = context()
+    if not ctx.active:
+        return [("done", _run_point(round_[0], s, bundle, folder))]
+    outcome: tuple[str, Any] = ("idle", None)
+    if ctx.rank < len(round_):
+        try:
+            with local():
+                outcome = ("done", _run_point(round_[ctx.rank], s, bundle, folder))
+        except Exception as exc:  # noqa: BLE001 - every rank raises it after the round
+            outcome = ("failed", str(exc) or type(exc).__name__)
+    return gather_objects(outcome)[: len(round_)]
 
 
 def best_point(records: list[dict[str, Any]], budget: int | None = None) -> dict | None:

@@ -2,8 +2,12 @@
 
 On the CPU, ``jobs`` > 1 trains that many runs at once in worker processes
 (:mod:`.parallel`); a GPU is shared by the runs anyway, so there they go one after
-another. Either way run ``r`` is seeded ``seed + r`` and the accuracies do not depend on
-``jobs``.
+another. Under ``torchrun`` (:mod:`quadd_train.distributed`) rank ``k`` of ``W`` trains
+the contiguous block of runs :meth:`~quadd_train.distributed.Context.share` gives it
+(``--jobs`` then applies per rank), and the per-run metrics are gathered in run order,
+so every rank returns the one-process record. Either way run ``r`` is seeded
+``seed + r`` (its network, shuffling and DSA draws come from that seed alone) and the
+accuracies do not depend on ``jobs`` or on the rank that trained it.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from ..data import DatasetBundle
+from ..distributed import context, gather_lists
 from ..runtime import resolve_device
 from .parallel import parallel_runs
 from .protocol import TOP_K, EvalConfig, eval_model, train_run
@@ -49,42 +54,28 @@ def run_protocol(
     if len(dataset) == 0:  # type: ignore[arg-type]
         raise ValueError("the distilled set is empty")
     dev = resolve_device(device)
-    jobs = min(jobs, runs) if dev.type == "cpu" else 1  # one GPU: runs share it anyway
-    metrics: list[dict[str, float]] = []
-    compiled: list[bool] = []  # each run resolves the compile default and says what ran
+    ctx = context()
+    mine = ctx.share(runs)  # this rank's runs (all of them in one process)
+    # One GPU: runs share it anyway. A rank with no runs has no workers to start.
+    jobs = max(1, min(jobs, len(mine))) if dev.type == "cpu" else 1
     start = time.perf_counter()
-    with tqdm(total=runs * epochs, desc="eval", disable=not progress, unit="ep") as bar:
+    progress = progress and ctx.is_main
+    # Rank 0's bar counts its own runs' epochs.
+    desc = f"eval, rank 0 of {ctx.world}" if ctx.active else "eval"
+    with tqdm(total=len(mine) * epochs, desc=desc, disable=not progress, unit="ep") as bar:
         if jobs > 1:
-            bar.set_postfix_str(f"{runs} runs in {jobs} worker processes", refresh=True)
-            metrics, compiled = parallel_runs(dataset, bundle, runs, epochs, seed, jobs,
-                                           batch_size, dsa, normalized, bar, compile, config)
+            bar.set_postfix_str(f"{len(mine)} runs in {jobs} worker processes", refresh=True)
+            metrics, compiled = parallel_runs(dataset, bundle, len(mine), epochs,
+                                              seed + mine.start, jobs, batch_size, dsa,
+                                              normalized, bar, compile, config)
         else:
-            def tick(loss: float) -> None:
-                bar.set_postfix(run=f"{len(metrics) + 1}/{runs}", loss=f"{loss:.3f}",
-                                refresh=False)
-                if (bar.n + 1) % epochs == 0:
-                    # Testing on the whole test split follows and can take a while.
-                    bar.set_postfix_str(f"run {len(metrics) + 1}/{runs}: testing on "
-                                        f"{len(bundle.y_test):,} images", refresh=False)
-                bar.update(1)
-
-            for r in range(runs):
-                run_metrics, ran_compiled = train_run(
-                    dataset,
-                    bundle,
-                    epochs,
-                    seed + r,
-                    dev,
-                    batch_size,
-                    dsa,
-                    normalized,
-                    # Reading the loss for the bar waits for the GPU: only with a bar.
-                    tick if progress else None,
-                    compile,
-                    config,
-                )
-                metrics.append(run_metrics)
-                compiled.append(ran_compiled)
+            metrics, compiled = _serial_runs(dataset, bundle, mine, runs, epochs, seed, dev,
+                                             batch_size, dsa, normalized, bar, compile,
+                                             config)
+    if ctx.active:
+        # Copied in rank order, which with block shares is run order.
+        pairs = gather_lists(list(zip(metrics, compiled, strict=True)))
+        metrics, compiled = [m for m, _ in pairs], [c for _, c in pairs]
     accs = [m["top1"] for m in metrics]
     return {
         "dataset": bundle.name,
@@ -98,7 +89,8 @@ def run_protocol(
         "num_samples": len(dataset),  # type: ignore[arg-type]
         "seed": seed,
         "device": str(dev),
-        "jobs": jobs,
+        "jobs": jobs,  # worker processes per rank
+        "ranks": ctx.world,
         # What ran, not what was asked: a failed compile falls back to eager.
         "compile": bool(compiled) and all(compiled),
         "seconds": time.perf_counter() - start,
@@ -106,6 +98,48 @@ def run_protocol(
         "dsa": dsa and len(bundle.sample_shape) == 3,  # what ran: images only
         **_spread(metrics),
     }
+
+
+def _serial_runs(
+    dataset: Dataset,
+    bundle: DatasetBundle,
+    mine: range,
+    runs: int,
+    epochs: int,
+    seed: int,
+    dev: Any,
+    batch_size: int,
+    dsa: bool,
+    normalized: bool,
+    bar: Any,
+    compile: bool | None,
+    config: EvalConfig,
+) -> tuple[list[dict[str, float]], list[bool]]:
+    """Runs ``mine`` (of ``runs``) one after another in this process: their metrics and
+    whether each ended compiled (each run resolves the compile default and says what
+    ran)."""
+    metrics: list[dict[str, float]] = []
+    compiled: list[bool] = []
+
+    def tick(loss: float) -> None:
+        at = mine.start + len(metrics) + 1
+        bar.set_postfix(run=f"{at}/{runs}", loss=f"{loss:.3f}", refresh=False)
+        if (bar.n + 1) % epochs == 0:
+            # Testing on the whole test split follows and can take a while.
+            bar.set_postfix_str(f"run {at}/{runs}: testing on {len(bundle.y_test):,} "
+                                "images", refresh=False)
+        bar.update(1)
+
+    for r in mine:
+        run_metrics, ran_compiled = train_run(
+            dataset, bundle, epochs, seed + r, dev, batch_size, dsa, normalized,
+            # Reading the loss for the bar waits for the GPU: only with a bar.
+            None if bar.disable else tick,
+            compile, config,
+        )
+        metrics.append(run_metrics)
+        compiled.append(ran_compiled)
+    return metrics, compiled
 
 
 def _spread(metrics: list[dict[str, float]]) -> dict[str, Any]:
