@@ -207,7 +207,7 @@ def distill_command(
             cfg, choice = _choose(cfg, bundle, bits, upsample, progress)
         res = distill(cfg, bundle, output, progress=progress)
     except train_errors() as exc:
-        if ctx.active and _lost_peer(exc):
+        if ctx.active and dist.lost_peer(exc):
             # gloo's own text goes on to advise reading the other ranks' logs: cut there.
             why = describe(exc).split(". This is typically")[0]
             fail(f"rank {ctx.rank} of {ctx.world} lost the other ranks ({why}); "
@@ -249,16 +249,6 @@ def distill_command(
             f"{res.it_per_s:.2f} it/s"
         )
 
-
-
-def _lost_peer(exc: BaseException) -> bool:
-    """Whether ``exc`` is a collective that failed: a peer died or timed out."""
-    import torch.distributed as torch_dist
-
-    if isinstance(exc, getattr(torch_dist, "DistError", ())):
-        return True
-    text = str(exc).lower()
-    return any(w in text for w in ("gloo", "nccl", "connection", "timed out", "timeout"))
 
 
 def _choose(cfg: Any, bundle: Any, bits: int | str, upsample: int | str,
