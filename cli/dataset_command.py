@@ -49,6 +49,10 @@ def beam_command(drops: int, test_fraction: float, seed: int, scenario: str,
     from quadd_codec.paths import check_output
     from quadd_train.data.beam import BeamConfig, generate_beam, require_sionna, write_beam_npz
 
+    if not output.lower().endswith(".npz"):
+        # The file is an .npz whatever its name: a .qdd name would mislead every reader.
+        raise click.BadParameter("must end in .npz (the dataset is written as an .npz)",
+                                 param_hint="--output")
     config = BeamConfig(drops=drops, scenario=scenario, seed=seed,
                         test_fraction=test_fraction, rsrp_step=rsrp_step).check()
     check_output(output, force=force)

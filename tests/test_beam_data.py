@@ -164,3 +164,10 @@ def test_bad_parameters_are_refused(tmp_path):
     assert res.exit_code == 1 and "--test-fraction" in res.output
     with pytest.raises(ValueError, match="scenario"):
         BeamConfig(scenario="rma").check()
+
+
+def test_output_must_be_named_npz(tmp_path):
+    res = CliRunner().invoke(main, ["dataset", "beam", "--drops", "10", "-o",
+                                    str(tmp_path / "b.qdd")])
+    assert res.exit_code == 2 and "must end in .npz" in res.output
+    assert not (tmp_path / "b.qdd").exists()
