@@ -21,6 +21,24 @@ REPO = Path(__file__).resolve().parent.parent
 VECTORS = REPO / "spec" / "vectors"
 
 
+def run_cli(*args: object, input: bytes | None = None) -> Any:
+    """``quadd ARGS`` run in-process (each argument str()-ed); exceptions propagate."""
+    from click.testing import CliRunner
+
+    from quadd_cli.main import main
+
+    return CliRunner().invoke(main, [str(a) for a in args], input=input,
+                              catch_exceptions=False)
+
+
+def error_line(result: Any, code: int = 1) -> str:
+    """The single ``quadd: error:`` line of a failed run (asserting that it is one)."""
+    assert result.exit_code == code, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("quadd: error: "), result.stderr
+    return lines[0]
+
+
 def craft(
     header: dict[str, Any],
     payloads: Sequence[tuple[str, bytes]],

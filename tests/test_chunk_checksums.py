@@ -9,18 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
-from conftest import VECTORS, recraft, section_span
+from conftest import VECTORS, recraft, run_cli, section_span
 
-from quadd_cli.main import main
 from quadd_codec import QddChecksumError, QddFile, QddFormatError, quantize_array, write_qdd
 from quadd_codec.zarr_io import export_zarr, zarr_to_qdd
 
 N, CHUNK = 10, 4  # chunks of samples 0-3, 4-7, 8-9
-
-
-def run(*args: object):
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
 
 @pytest.fixture
@@ -65,11 +59,11 @@ def test_damaged_chunk_is_caught_on_first_read_without_verify(chunked, access):
 
 def test_verify_json_lists_damaged_chunks(chunked):
     path, _ = chunked
-    good = run("verify", "--json", path)
+    good = run_cli("verify", "--json", path)
     assert good.exit_code == 0 and json.loads(good.stdout)["damaged_chunks"] == []
     _damage_sample(path, 1)
     _damage_sample(path, 9)
-    bad = run("verify", "--json", path)
+    bad = run_cli("verify", "--json", path)
     report = json.loads(bad.stdout)
     assert bad.exit_code == 1 and not report["ok"]
     assert report["damaged_chunks"] == [0, 2] and report["chunk_samples"] == CHUNK
@@ -79,7 +73,7 @@ def test_verify_json_lists_damaged_chunks(chunked):
 def test_cli_encode_adds_chunk_checksums(tmp_path):
     np.savez(tmp_path / "d.npz", x=np.random.default_rng(1).random((5, 2, 3), np.float32))
     out = tmp_path / "d.qdd"
-    assert run("encode", tmp_path / "d.npz", "-b", "2", "-o", out,
+    assert run_cli("encode", tmp_path / "d.npz", "-b", "2", "-o", out,
                "--chunk-checksums").exit_code == 0
     with QddFile(out) as f:
         assert f.chunk >= 5 and f.layout.chunks == 1

@@ -8,20 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
-
-from quadd_cli.main import main
-
-
-def run(*args: object):
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-
-
-def _error(result) -> str:
-    assert result.exit_code == 1, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("quadd: error: "), result.stderr
-    return lines[0]
+from conftest import error_line, run_cli
 
 
 @pytest.fixture
@@ -43,7 +30,7 @@ def test_npz_zip_bomb_is_checked_against_free_memory_before_allocating(work, mon
         raise AssertionError("np.load allocated the array before its size was checked")
 
     monkeypatch.setattr("numpy.lib.npyio.NpzFile.__getitem__", no_load)
-    line = _error(run("encode", "bomb.npz", "-b", "4", "-o", "e.qdd"))
+    line = error_line(run_cli("encode", "bomb.npz", "-b", "4", "-o", "e.qdd"))
     assert "declares shape (2048, 1, 32, 32)" in line and "free" in line
     assert not Path("e.qdd").exists()
 
@@ -51,7 +38,7 @@ def test_npz_zip_bomb_is_checked_against_free_memory_before_allocating(work, mon
 def test_npy_larger_than_free_memory_is_refused(work, monkeypatch):
     np.save("big.npy", np.zeros((64, 1, 16, 16), np.uint8))
     monkeypatch.setattr("quadd_codec.sources.host_available_memory", lambda: 32 << 10)
-    assert "free" in _error(run("encode", "big.npy", "-b", "4", "-o", "e.qdd"))
+    assert "free" in error_line(run_cli("encode", "big.npy", "-b", "4", "-o", "e.qdd"))
 
 
 def test_upsampled_read_all_peaks_near_the_decoded_size(work, monkeypatch):
@@ -82,7 +69,7 @@ def test_an_oversized_npy_header_is_not_called_pickled(work):
             f, {"descr": "<f4", "fortran_order": False, "shape": (2, 3),
                 "pad": "x" * 20000})
         f.write(b"\0" * 24)
-    line = _error(run("encode", "big.npy", "-b", "4", "-o", "e.qdd"))
+    line = error_line(run_cli("encode", "big.npy", "-b", "4", "-o", "e.qdd"))
     assert "header is too large" in line and "pickle" not in line
 
 
@@ -103,7 +90,7 @@ def test_png_decompression_bomb_is_refused_before_decoding(work):
            + chunk(b"IDAT", raw) + chunk(b"IEND", b""))
     Path("imgs/a").mkdir(parents=True)
     Path("imgs/a/bomb.png").write_bytes(png)
-    line = _error(run("encode", "imgs", "-b", "4", "-o", "e.qdd"))
+    line = error_line(run_cli("encode", "imgs", "-b", "4", "-o", "e.qdd"))
     assert "declares 9000x9000 pixels" in line
 
 
@@ -115,4 +102,4 @@ def test_image_folder_larger_than_free_memory_is_refused(work, monkeypatch):
         Path(f"imgs/c{i}").mkdir(parents=True)
         Image.fromarray(np.zeros((64, 64), np.uint8)).save(f"imgs/c{i}/{i}.png")
     monkeypatch.setattr("quadd_codec.zarr_guard.host_available_memory", lambda: 10000)
-    assert "GiB free" in _error(run("encode", "imgs", "-b", "4", "-o", "e.qdd"))
+    assert "GiB free" in error_line(run_cli("encode", "imgs", "-b", "4", "-o", "e.qdd"))

@@ -7,25 +7,11 @@ import json
 
 import msgpack
 import pytest
-from click.testing import CliRunner
-from conftest import small_qdd_bytes
+from conftest import error_line, run_cli, small_qdd_bytes
 
-from quadd_cli.main import main
 from quadd_codec import FileSpec, QddFile, QddHeaderError, QddValueError
 from quadd_codec.crc import crc32c
 from quadd_codec.rules import PREFIX, PREFIX_SIZE
-
-
-def run(*args: object, input: bytes | None = None):
-    return CliRunner().invoke(main, [str(a) for a in args], input=input,
-                              catch_exceptions=False)
-
-
-def _error(result) -> str:
-    assert result.exit_code == 1, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("quadd: error: "), result.stderr
-    return lines[0]
 
 
 def with_header(data: bytes, edit) -> bytes:
@@ -56,14 +42,14 @@ DEEP = b"\x81\xa1a" * 1000 + b"\x00"  # {"a": {"a": ... 1000 deep ... 0}}
 def test_odd_meta_never_gives_a_traceback(tmp_path, meta):
     path = tmp_path / "odd.qdd"
     path.write_bytes(with_header(small_qdd_bytes(), lambda raw: add_key(raw, b"\xa4meta", meta)))
-    result = run("inspect", "--json", path)
+    result = run_cli("inspect", "--json", path)
     assert result.exit_code == 0, result.output
     info = json.loads(result.stdout)
     assert info["n"] == 6 and info["meta"]
-    line = _error(run("decode", path, "-o", tmp_path / "x.zarr"))
+    line = error_line(run_cli("decode", path, "-o", tmp_path / "x.zarr"))
     assert "cannot be stored as zarr attributes" in line
     assert not (tmp_path / "x.zarr").exists()
-    assert run("decode", path, "-o", tmp_path / "x.npz").exit_code == 0
+    assert run_cli("decode", path, "-o", tmp_path / "x.npz").exit_code == 0
 
 
 def test_writers_refuse_meta_no_reader_could_convert():
@@ -97,8 +83,8 @@ def test_too_deep_header_names_the_problem():
 
 def test_verify_stdin_refuses_trailing_garbage():
     data = small_qdd_bytes()
-    assert run("verify", "-", input=data).exit_code == 0
-    assert "trailing bytes" in _error(run("verify", "-", input=data + b"junk"))
+    assert run_cli("verify", "-", input=data).exit_code == 0
+    assert "trailing bytes" in error_line(run_cli("verify", "-", input=data + b"junk"))
 
 
 def test_writers_refuse_a_header_over_the_cap():

@@ -11,24 +11,11 @@ from pathlib import Path
 import msgpack
 import numpy as np
 import pytest
-from click.testing import CliRunner
-from conftest import craft, recraft, small_qdd_bytes, split
+from conftest import craft, error_line, recraft, run_cli, small_qdd_bytes, split
 
-from quadd_cli.main import main
 from quadd_codec import quantize_array, write_qdd
 from quadd_codec.imagefolder import atomic_directory
 from quadd_codec.zarr_io import MAX_EXTRA_ARRAYS, export_zarr
-
-
-def run(*args: object):
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-
-
-def _error(result) -> str:
-    assert result.exit_code == 1, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("quadd: error: "), result.stderr
-    return lines[0]
 
 
 def _hidden(folder: Path) -> list[str]:
@@ -77,7 +64,7 @@ def test_temp_files_of_dead_writers_are_cleaned(work):
     mine.write_bytes(b"not a temp file")
     alive = work / f".e.npz.{os.getppid()}.abcdefgh.tmp"
     alive.write_bytes(b"a running writer")
-    assert run("decode", "d.qdd", "-o", "e.npz").exit_code == 0
+    assert run_cli("decode", "d.qdd", "-o", "e.npz").exit_code == 0
     assert not stale.exists() and mine.exists() and alive.exists()
 
 
@@ -85,8 +72,8 @@ def test_written_folders_are_flushed(work, monkeypatch):
     flushed = []
     monkeypatch.setattr("quadd_codec.paths.fsync_dir", flushed.append)
     monkeypatch.setattr("quadd_codec.imagefolder.fsync_dir", flushed.append)
-    assert run("decode", "d.qdd", "-o", "e.npz").exit_code == 0
-    assert run("decode", "d.qdd", "-o", "e.zarr").exit_code == 0
+    assert run_cli("decode", "d.qdd", "-o", "e.npz").exit_code == 0
+    assert run_cli("decode", "d.qdd", "-o", "e.zarr").exit_code == 0
     assert flushed == [".", "."]
 
 
@@ -95,7 +82,7 @@ def test_sigterm_removes_the_temp_folder(work, monkeypatch):
         os.kill(os.getpid(), signal.SIGTERM)
 
     monkeypatch.setattr("quadd_codec.imagefolder.write_image_folder", stopped)
-    result = run("decode", "d.qdd", "-o", "pngs")
+    result = run_cli("decode", "d.qdd", "-o", "pngs")
     assert result.exit_code == 143 and "terminated" in result.stderr
     assert _hidden(work) == [] and not Path("pngs").exists()
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
@@ -107,18 +94,18 @@ def test_many_extra_sections_are_refused_by_zarr_export_at_once(work):
         payloads.extend((f"x{i}", b"") for i in range(20000))
 
     Path("many.qdd").write_bytes(recraft(small_qdd_bytes(), add))
-    line = _error(run("decode", "many.qdd", "-o", "m.zarr"))
+    line = error_line(run_cli("decode", "many.qdd", "-o", "m.zarr"))
     assert "20,000 extra sections" in line and str(MAX_EXTRA_ARRAYS) in line
     assert _hidden(work) == [] and not Path("m.zarr").exists()
-    assert run("decode", "many.qdd", "-o", "m.npz").exit_code == 0
-    assert run("verify", "many.qdd").exit_code == 0
+    assert run_cli("decode", "many.qdd", "-o", "m.npz").exit_code == 0
+    assert run_cli("verify", "many.qdd").exit_code == 0
 
 
 def test_an_output_file_never_lands_inside_an_input_folder(work):
     export_zarr("d.qdd", "s.zarr")
     chunk = Path("s.zarr/codes/c/0/0")
     before = chunk.read_bytes()
-    line = _error(run("import", "s.zarr", "-o", chunk, "--force"))
+    line = error_line(run_cli("import", "s.zarr", "-o", chunk, "--force"))
     assert "lies inside the input s.zarr" in line
     assert chunk.read_bytes() == before
 
@@ -129,7 +116,7 @@ def test_label_errors_name_labels(work):
 
     labels = zarr.open_array("s.zarr/labels", mode="r+")
     labels[0] = 7
-    line = _error(run("import", "s.zarr", "-o", "back.qdd"))
+    line = error_line(run_cli("import", "s.zarr", "-o", "back.qdd"))
     assert "labels must lie in 0..1" in line and "bits" not in line
 
 

@@ -10,25 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from conftest import error_line, run_cli
 
-from quadd_cli.main import main
 from quadd_codec import QddFormatError, QddValueError, quantize_array, write_qdd
 from quadd_codec.sources import load_source
 from quadd_codec.zarr_io import export_zarr, import_zarr, zarr_to_qdd
 
 N = 8
-
-
-def run(*args: object):
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-
-
-def _error(result) -> str:
-    assert result.exit_code == 1, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("quadd: error: "), result.stderr
-    return lines[0]
 
 
 def _edit(path: Path, edit) -> None:
@@ -63,7 +51,7 @@ def test_huge_n_with_a_raised_file_size_is_refused_by_the_bytes_on_disk(store):
     _edit(store / "zarr.json", edit)
     _edit(store / "codes" / "zarr.json", lambda m: m.__setitem__("shape", [n, 4]))
     _edit(store / "labels" / "zarr.json", lambda m: m.__setitem__("shape", [n]))
-    line = _error(run("import", store, "-o", "back.qdd"))
+    line = error_line(run_cli("import", store, "-o", "back.qdd"))
     assert "declares shape" in line and "store holds" in line
     assert not Path("back.qdd").exists()
 
@@ -71,7 +59,7 @@ def test_huge_n_with_a_raised_file_size_is_refused_by_the_bytes_on_disk(store):
 def test_store_without_file_crc32c_is_not_called_identical(store):
     _edit(store / "zarr.json", lambda m: (_quadd(m).pop("file_crc32c"),
                                           _quadd(m).__setitem__("classes", ["x", "y"])))
-    result = run("import", store, "-o", "back.qdd")
+    result = run_cli("import", store, "-o", "back.qdd")
     assert result.exit_code == 0, result.output
     assert "identical" not in result.output and "not checked" in result.output
     size, checked = zarr_to_qdd(store, "again.qdd")
@@ -84,7 +72,7 @@ def test_a_linked_chunk_is_refused(store, tmp_path):
     secret.write_bytes(chunk.read_bytes())
     chunk.unlink()
     os.symlink(secret, chunk)
-    line = _error(run("import", store, "-o", "back.qdd"))
+    line = error_line(run_cli("import", store, "-o", "back.qdd"))
     assert "symbolic link" in line and "c/0/0" in line
     with pytest.raises(QddFormatError, match="symbolic link"):
         import_zarr(store)
@@ -110,7 +98,7 @@ def test_a_linked_encode_source_chunk_is_refused(tmp_path, monkeypatch):
                                         ("classes", [1, 2])])
 def test_attributes_must_have_exact_types(store, key, value):
     _edit(store / "zarr.json", lambda m: _quadd(m).__setitem__(key, value))
-    line = _error(run("import", store, "-o", "back.qdd"))
+    line = error_line(run_cli("import", store, "-o", "back.qdd"))
     assert f"attribute {key} must" in line
     assert not Path("back.qdd").exists()
 
@@ -120,7 +108,7 @@ def test_compressed_arrays_are_refused_by_import(store):
     _edit(store / "codes" / "zarr.json",
           lambda m: m.__setitem__("codecs", [{"name": "bytes"},
                                              {"name": "zstd", "configuration": {"level": 0}}]))
-    assert "is compressed" in _error(run("import", store, "-o", "back.qdd"))
+    assert "is compressed" in error_line(run_cli("import", store, "-o", "back.qdd"))
 
 
 def test_exported_chunks_of_fill_values_are_written(tmp_path):
@@ -143,7 +131,7 @@ def test_chunk_shape_bomb_is_refused_before_reading(tmp_path, monkeypatch):
     _edit(Path("bomb.zarr/x/zarr.json"),
           lambda m: m["chunk_grid"]["configuration"].__setitem__("chunk_shape",
                                                                  [10**7, 1, 8, 8]))
-    line = _error(run("encode", "bomb.zarr", "-b", "4", "-o", "e.qdd"))
+    line = error_line(run_cli("encode", "bomb.zarr", "-b", "4", "-o", "e.qdd"))
     assert "declares chunks" in line
     assert not Path("e.qdd").exists()
 
@@ -154,7 +142,7 @@ def test_many_missing_chunks_are_refused(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     group = zarr.open_group("sparse.zarr", mode="w")
     group.create_array("x", shape=(10**6, 1, 8, 8), chunks=(1, 1, 8, 8), dtype="f4")
-    line = _error(run("encode", "sparse.zarr", "-b", "4", "-o", "e.qdd"))
+    line = error_line(run_cli("encode", "sparse.zarr", "-b", "4", "-o", "e.qdd"))
     assert "store holds 0 bytes" in line
 
 
@@ -166,5 +154,5 @@ def test_a_store_with_a_few_fill_chunks_still_encodes(tmp_path, monkeypatch):
     group = zarr.open_group("ok.zarr", mode="w")
     x = group.create_array("x", shape=(6, 1, 4, 4), chunks=(2, 1, 4, 4), dtype="f4")
     x[2:] = 0.25  # the first chunk stays at the fill value and is not written
-    result = run("encode", "ok.zarr", "-b", "2", "-o", "e.qdd")
+    result = run_cli("encode", "ok.zarr", "-b", "2", "-o", "e.qdd")
     assert result.exit_code == 0, result.output
