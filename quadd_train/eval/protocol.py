@@ -27,9 +27,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, default_collate
+from torch.utils.data import DataLoader, Dataset
 
-from quadd_codec.dataset import QddBatch
+from quadd_codec.dataset import qdd_collate
 
 from ..data import DatasetBundle
 from ..nn.augment import DEFAULT_STRATEGY, ParamDiffAug, diff_augment
@@ -152,15 +152,13 @@ def train_and_test(
 
 
 def _collate(batch: Any) -> tuple[Tensor, Tensor]:
-    # A dataset's __getitems__ may hand back an already-batched (x, y) pair or a QddBatch
-    # (the whole batch as two tensors: taken as they are, no per-sample restacking); a
-    # list of per-sample pairs goes through the ordinary collation.
-    if isinstance(batch, QddBatch):
-        x, y = batch.x, batch.y
-    elif isinstance(batch, tuple) and len(batch) == 2 and isinstance(batch[0], Tensor):
+    # A dataset's __getitems__ may hand back an already-batched (x, y) pair; anything
+    # else goes through the codec's collate (a QddBatch taken as it is, no per-sample
+    # restacking; a list of per-sample pairs collated as usual).
+    if isinstance(batch, tuple) and len(batch) == 2 and isinstance(batch[0], Tensor):
         x, y = batch
     else:
-        x, y = default_collate(batch)
+        x, y = qdd_collate(batch)
     return torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.long)
 
 
