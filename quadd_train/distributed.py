@@ -30,6 +30,7 @@ Outside a distributed run every function here is the one-process identity.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -146,13 +147,19 @@ def _store(rank: int, world: int, timeout: timedelta) -> Any:
 
 
 def shutdown() -> None:
-    """Leave the process group (a no-op outside a distributed run)."""
+    """Leave the process group (a no-op outside a distributed run). Called from a
+    ``finally``: on a clean exit (no exception on its way out) the ranks first meet at a
+    barrier, because a rank tearing gloo down while a peer still works (rank 0 writing
+    the file) was seen to abort in gloo's threads ("terminate called without an active
+    exception"); after a failure a peer may be gone, so there is no barrier."""
     global _current
     if not _current.active:
         return
     import torch.distributed as dist
 
     if dist.is_initialized():
+        if sys.exc_info()[0] is None:
+            dist.barrier()
         dist.destroy_process_group()
     _current = Context()
 
